@@ -1,0 +1,10 @@
+"""modelc: a deep-learning compiler.
+
+    lib = modelc.compile("model.onnx", target="cpu")
+    y = lib(x)
+"""
+
+from modelc.errors import Error
+
+__version__ = "0.1.0"
+__all__ = ["Error", "__version__"]

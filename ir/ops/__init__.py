@@ -1,0 +1,3 @@
+"""Op definitions. Importing this package registers every op; one module per family."""
+
+from modelc.ir.ops import elementwise  # noqa: F401
