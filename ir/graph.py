@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-
 from modelc.ir.attrs import Attrs
 from modelc.ir.dtypes import from_numpy
 from modelc.ir.types import TensorType
@@ -249,9 +248,7 @@ class GraphBuilder:
         if do_fold and opdef.foldable and all((not i) or i in self.constants for i in inputs):
             arrays = tuple(self.constants[i].data if i else None for i in inputs)
             results = opdef.evaluate(arrays, a, out_types)
-            return tuple(
-                self.add_constant(r, h, t) for r, h, t in zip(results, hints, out_types)
-            )
+            return tuple(self.add_constant(r, h, t) for r, h, t in zip(results, hints, out_types))
         outs = []
         for h, t in zip(hints, out_types):
             n = self.fresh(h)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from modelc.errors import ShapeError, UnsupportedOpError, VerifyError
 from modelc.ir.attrs import Attrs
 from modelc.ir.dtypes import DType

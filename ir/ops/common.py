@@ -1,0 +1,112 @@
+"""Helpers shared by op definitions: shape rules and lowering building blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from modelc.errors import ShapeError
+from modelc.ir import loop as L
+from modelc.ir.dtypes import DType
+from modelc.ir.loop import Expr, Kernel, Param, Schedule, Stmt, Var
+from modelc.ir.opdef import LowerRequest
+from modelc.ir.types import TensorType
+
+# Loops whose total work is below this many inner iterations are not worth a thread fork.
+PARALLEL_MIN_WORK = 1 << 15
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*[tuple(s) for s in shapes]))
+    except ValueError:
+        listed = ", ".join(str(tuple(s)) for s in shapes)
+        raise ShapeError(f"shapes {listed} do not broadcast") from None
+
+
+def same_dtype(types: Sequence[TensorType | None], what: str) -> DType:
+    present = [t for t in types if t is not None]
+    dts = {t.dtype for t in present}
+    if len(dts) != 1:
+        raise ShapeError(f"{what}: operand dtypes differ ({', '.join(sorted(map(str, dts)))})")
+    return present[0].dtype
+
+
+def normalize_axis(axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ShapeError(f"axis {axis} out of range for rank {rank}")
+    return axis % max(rank, 1)
+
+
+def params_for(req: LowerRequest) -> tuple[Param, ...]:
+    """Kernel params by the convention in2..inK, out0..outM."""
+    ins = tuple(Param(f"in{i}", t.dtype, t.size) for i, t in enumerate(req.in_types))
+    outs = tuple(Param(f"out{i}", t.dtype, t.size, True) for i, t in enumerate(req.out_types))
+    return ins + outs
+
+
+def index_vars(rank: int, prefix: str = "i") -> list[Var]:
+    return [Var(f"{prefix}{d}") for d in range(rank)]
+
+
+def broadcast_index(idx: Sequence[Expr], in_shape: Sequence[int], out_rank: int) -> Expr:
+    """Flat index into an input of `in_shape` broadcast to an output of rank `out_rank`."""
+    offset = out_rank - len(in_shape)
+    return L.flat_index(list(idx[offset:]), in_shape)
+
+
+def parallel_nest(
+    shape: Sequence[int], body_fn: Callable[[list[Expr]], Stmt], schedule: Schedule, inner_work: int
+) -> Stmt:
+    """Loop nest over `shape` (row-major) around `body_fn(index vars)`.
+
+    The outermost loop with extent > 1 becomes `parallel` when the whole nest does enough work,
+    and the innermost loop `vectorized` when asked; that is the default CPU schedule.
+    """
+    rank = len(shape)
+    vars_ = index_vars(rank)
+    body = body_fn(list(vars_))
+    if rank == 0:
+        return body
+    kinds = ["serial"] * rank
+    total = int(np.prod(shape)) * max(1, inner_work)
+    if schedule.vectorize and shape[-1] > 1:
+        kinds[-1] = "vectorized"
+    if schedule.parallel and total >= PARALLEL_MIN_WORK:
+        outer = next((d for d in range(rank) if shape[d] > 1), None)
+        if outer is not None and (outer != rank - 1 or rank == 1):
+            kinds[outer] = "parallel"
+    return L.loop_nest(vars_, shape, body, kinds)
+
+
+def elementwise_kernel(
+    req: LowerRequest,
+    scalar: Callable[[list[Expr]], Expr],
+) -> Kernel:
+    """out0[i] = scalar(in0[b0(i)], in1[b1(i)], ...) with numpy broadcasting.
+
+    Inputs with the output's shape are read with the same flat index; when every input has the
+    output's shape the nest collapses into one flat loop (the common, fastest case).
+    """
+    out_t = req.out_types[0]
+    shape = out_t.shape
+    if all(t.shape == shape for t in req.in_types):
+        flat = (out_t.size,) if shape else ()
+
+        def body(idx: list[Expr]) -> Stmt:
+            i = idx[0] if idx else L.Const(0)
+            loads = [L.Load(f"in{k}", i, t.dtype) for k, t in enumerate(req.in_types)]
+            return L.Store("out0", i, scalar(loads))
+
+        nest = parallel_nest(flat, body, req.schedule, 1)
+    else:
+
+        def body(idx: list[Expr]) -> Stmt:
+            loads = [
+                L.Load(f"in{k}", broadcast_index(idx, t.shape, len(shape)), t.dtype)
+                for k, t in enumerate(req.in_types)
+            ]
+            return L.Store("out0", L.flat_index(idx, shape), scalar(loads))
+
+        nest = parallel_nest(shape, body, req.schedule, 1)
+    return Kernel(req.kernel_name, params_for(req), nest, (("op", req.node.op),))
