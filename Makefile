@@ -20,8 +20,6 @@ PYTEST_WORKERS ?= 2
 # Debian packages: the mcu target's cross compiler, its C library, and the emulator that runs it.
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 APT_LOG := build/apt.log
-PY_FILES := cli.py examples tests/zoo.py tests/zoo_nets.py tests/conftest.py \
-	tests/test_zoo_export.py tests/test_cli.py
 
 .PHONY: help demo test setup python-env toolchains demo-model lint format clean distclean
 
@@ -92,12 +90,12 @@ demo-model: python-env
 	$(PY) examples/make_demo_model.py
 
 lint: python-env
-	$(VENV)/bin/ruff check $(PY_FILES)
-	$(VENV)/bin/ruff format --check $(PY_FILES)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: python-env
-	$(VENV)/bin/ruff format $(PY_FILES)
-	$(VENV)/bin/ruff check --fix $(PY_FILES)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache out
