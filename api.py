@@ -1,0 +1,138 @@
+"""The Python API: `modelc.compile` and `modelc.load`.
+
+lib = modelc.compile("model.onnx", target="cpu", input_shapes={"x": (1, 3, 224, 224)})
+y = lib(x)                 # or lib.run({"x": x}) -> {"y": ...}
+lib.save("out/"); lib = modelc.load("out/")
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from modelc.runtime.compiled import CompiledModel, load, specs, write_manifest
+
+__all__ = ["compile", "load", "import_model"]
+
+
+def import_model(
+    model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None, **options: Any
+) -> Any:
+    """Model (path, bytes, onnx.ModelProto, or a Graph) -> graph IR."""
+    from modelc.ir.graph import Graph
+
+    if isinstance(model, Graph):
+        return model
+    from modelc.frontend.onnx import load_onnx
+
+    return load_onnx(model, input_shapes)
+
+
+def compile(  # noqa: A001 - the public name users expect
+    model: Any,
+    target: str = "cpu",
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    pipeline: str | None = None,
+    output_dir: str | Path | None = None,
+    print_after_all: bool = False,
+    dump_ir: str | Path | None = None,
+    verify: bool = False,
+    build: bool = True,
+    **options: Any,
+) -> CompiledModel:
+    """Compile `model` for `target`; returns a runnable handle on the output folder.
+
+    `input_shapes` fixes symbolic dims (`{"x": (1, 3, 224, 224)}`). `pipeline` overrides the
+    target's default pass pipeline. Without `output_dir` the folder is temporary (use `save`).
+    """
+    from modelc.ir.graph import Graph
+    from modelc.passes.registry import (
+        GRAPH,
+        PassContext,
+        format_pipeline,
+        parse_pipeline,
+        run_pipeline,
+    )
+    from modelc.targets.registry import get_target
+
+    tgt = get_target(target)
+    timings: list[tuple[str, float]] = []
+    t0 = time.perf_counter()
+    graph = import_model(model, input_shapes, **options)
+    timings.append(("import", time.perf_counter() - t0))
+
+    passes = parse_pipeline(pipeline if pipeline is not None else tgt.pipeline)
+    ctx = PassContext(
+        verify=verify,
+        print_after_all=print_after_all,
+        out=sys.stderr,
+        dump_dir=Path(dump_ir) if dump_ir else None,
+        capabilities=tgt.capabilities,
+    )
+    split = next((i for i, p in enumerate(passes) if p.produces != GRAPH), len(passes))
+    graph = run_pipeline(graph, passes[:split], ctx)
+    final_graph: Graph = graph
+    program = run_pipeline(graph, passes[split:], ctx)
+    timings += ctx.timings
+
+    tmp = None
+    if output_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="modelc-")
+        out = Path(tmp.name)
+    else:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+
+    from modelc.ir.printer import print_graph
+
+    (out / "model.ir").write_text(print_graph(final_graph, constants="elide") + "\n")
+    t1 = time.perf_counter()
+    extra = tgt.emit(program, out, options)
+    timings.append(("emit", time.perf_counter() - t1))
+    if build:
+        t2 = time.perf_counter()
+        tgt.build(out)
+        timings.append(("build", time.perf_counter() - t2))
+
+    plan = program.plan
+    manifest: dict[str, Any] = {
+        "modelc_version": _version(),
+        "model": final_graph.name,
+        "target": tgt.name,
+        "pipeline": [p.name for p in passes],
+        "pipeline_string": format_pipeline(passes),
+        "inputs": specs(
+            [
+                (n, program.buffer_map[n].shape, program.buffer_map[n].dtype.name)
+                for n in program.inputs
+            ]
+        ),
+        "outputs": specs(
+            [
+                (user, program.buffer_map[b].shape, program.buffer_map[b].dtype.name)
+                for b, user in zip(program.outputs, program.output_names)
+            ]
+        ),
+        "kernels": len(program.kernels),
+        "launches": len(program.launches),
+        "workspace_bytes": plan.workspace_bytes if plan else 0,
+        "workspace_naive_bytes": plan.naive_bytes if plan else 0,
+        "workspace_lower_bound_bytes": plan.lower_bound_bytes if plan else 0,
+        "passes": [{"name": n, "seconds": round(s, 6)} for n, s in timings],
+        "pass_reports": ctx.reports,
+        **extra,
+    }
+    write_manifest(out, manifest)
+    runner = tgt.load(out, manifest) if (build and tgt.load) else None
+    return CompiledModel(out, manifest, runner, tmp)
+
+
+def _version() -> str:
+    from modelc import __version__
+
+    return __version__
