@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from modelc.errors import ShapeError, UnsupportedOpError, VerifyError
 from modelc.ir.attrs import Attrs
 from modelc.ir.dtypes import DType
@@ -146,7 +147,11 @@ class OpDef:
             if r.dtype != t.dtype.numpy:
                 r = r.astype(t.dtype.numpy)
             if r.shape != t.shape:
-                r = r.reshape(t.shape)
+                # A reference that disagrees with inference is a bug in one of them: the
+                # oracle must not paper over it.
+                raise VerifyError(
+                    f"op {self.name}: reference returned shape {r.shape}, inference said {t.shape}"
+                )
             fixed.append(r)
         return tuple(fixed)
 

@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from modelc.ir.attrs import AttrValue, Attrs
+from modelc.ir.attrs import Attrs, AttrValue
 from modelc.ir.dtypes import DType
 from modelc.ir.graph import Constant, Graph, Node
 from modelc.ir.loop import (
@@ -53,10 +53,10 @@ from modelc.ir.types import NM, BinaryCoded, Dense, QuantParams, TensorType
 
 # Constants with at most this many elements print as a value list (and survive `elide`).
 INLINE_MAX_ELEMENTS = 16
-# dtype kinds whose elements print exactly as Python scalars (bf16 and fixed<> go to base64).
+# Float widths whose elements print exactly as Python floats (bf16 and fixed<> go to base64).
 _LISTABLE_FLOAT_BITS = frozenset({16, 32, 64})
-# Words that start a statement: an op with such a name is printed quoted so it stays an op.
-KEYWORDS = frozenset({"graph", "const", "return"})
+# Words that start a non-node statement: an op named like one is quoted so it stays an op.
+KEYWORDS = frozenset({"const", "return"})
 
 ConstantMode = Literal["inline", "elide"]
 
@@ -104,7 +104,9 @@ def format_attrs(attrs: Attrs) -> str:
     """`{k=v, ...}` in key order, or "" when there are none (Attrs is already sorted)."""
     if not attrs:
         return ""
-    return "{" + ", ".join(f"{format_name(k)}={format_attr_value(v)}" for k, v in attrs.items()) + "}"
+    return (
+        "{" + ", ".join(f"{format_name(k)}={format_attr_value(v)}" for k, v in attrs.items()) + "}"
+    )
 
 
 # ---- types ---------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def format_quant(q: QuantParams) -> str:
 
 
 def format_encoding(e: Dense | NM | BinaryCoded) -> str:
-    """"" for dense storage (the default), else `nm<n,m>` or `binary<bits=B, group=G[, pow2]>`."""
+    """ "" for dense storage (the default), else `nm<n,m>` or `binary<bits=B, group=G[, pow2]>`."""
     if isinstance(e, Dense):
         return ""
     if isinstance(e, NM):
@@ -228,7 +230,7 @@ def print_graph(g: Graph, constants: ConstantMode = "inline") -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---- level 2: kernels (pseudo-code, print only) ----------------------------------------------------
+# ---- level 2: kernels (pseudo-code, print only) ---------------------------------------------
 
 # Binding strength of infix operators, C-like; `min`/`max` print as calls.
 _PRECEDENCE = {

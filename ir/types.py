@@ -29,6 +29,8 @@ class QuantParams:
     symmetric: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
+        object.__setattr__(self, "zero_point", tuple(int(z) for z in self.zero_point))
         if len(self.scale) != len(self.zero_point):
             raise ValueError("QuantParams: scale and zero_point differ in length")
         if self.axis is None and len(self.scale) != 1:
