@@ -20,6 +20,7 @@ PYTEST_WORKERS ?= 2
 # Debian packages: the mcu target's cross compiler, its C library, and the emulator that runs it.
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 APT_LOG := build/apt.log
+PIP_LOG := build/pip.log
 
 .PHONY: help demo test setup python-env toolchains demo-model lint format clean distclean
 
@@ -53,7 +54,9 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	@echo "== installing modelc[test], $(TORCH) and onnxscript into $(VENV)"
-	$(PY) -m pip install --quiet --progress-bar off -e '.[test]' '$(TORCH)' onnxscript
+	@mkdir -p build
+	@$(PY) -m pip install --progress-bar off -e '.[test]' '$(TORCH)' onnxscript >$(PIP_LOG) 2>&1 \
+		|| { tail -n 40 $(PIP_LOG); echo "modelc set-up: pip install failed (log: $(PIP_LOG))" >&2; exit 1; }
 	@touch $(STAMP)
 
 # Every branch ends in `true`: a missing toolchain is a notice, never a failed set-up.
@@ -74,12 +77,12 @@ toolchains:
 	if [ -z "$$missing" ]; then \
 		true; \
 	elif ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then \
-		echo "notice: no apt-get here; install yourself: $$missing (tests that need them will skip)"; \
+		echo "notice: no apt-get here; install yourself: $$missing (the toolchain tests need them)"; \
 	elif [ "$$(id -u)" != 0 ]; then \
 		echo "notice: not root; to get every toolchain test: sudo apt-get install -y $$missing"; \
 	else \
 		echo "== installing system toolchains: $$missing (log: $(APT_LOG))"; \
-		mkdir -p $(dir $(APT_LOG)); \
+		mkdir -p build; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt_install() { apt-get install -y -q --no-install-recommends $$missing >>$(APT_LOG) 2>&1; }; \
 		apt_install || { apt-get update -q >>$(APT_LOG) 2>&1 && apt_install; } \

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from modelc.codegen.c import C_PRELUDE, c_renderer
 from modelc.codegen.cfamily import CFamilyRenderer
 from modelc.ir.program import ALIGN, CONSTANT, INPUT, OUTPUT, TEMP, Program, align

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from modelc.errors import UnsupportedTypeError
 from modelc.ir import loop as L
 from modelc.ir.dtypes import DType

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+
 from modelc.ir.attrs import Attrs
 from modelc.ir.dtypes import from_numpy
 from modelc.ir.types import TensorType

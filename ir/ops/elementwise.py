@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from modelc.errors import ShapeError
 from modelc.ir import loop as L
 from modelc.ir.attrs import Attrs

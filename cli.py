@@ -1,0 +1,360 @@
+"""The `modelc` command line: compile, run and inspect models.
+
+    modelc compile model.onnx --target cpu -o out/ [--input-shape x=1x3x224x224]
+    modelc run out/ --input x=x.npy [--output-dir results/]
+    modelc inspect model.onnx | out/ [--ir]
+
+Errors a user can cause (a `modelc.Error`, or a path of theirs that is missing or unreadable)
+print one line, `modelc: error: ...`, and exit with status 2, never a traceback; anything else
+is a bug and keeps its traceback. The compiler is imported inside each command, so `--help` and
+argument errors answer at once without loading numpy kernels, onnx or toolchains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelc.errors import Error, InputError, ModelLoadError
+
+PROG = "modelc"
+
+
+# ---- argument parsing ----------------------------------------------------------------------------
+
+
+def parse_shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
+    """`name=1x3x224x224` (or `name=1,3,224,224`) -> ("name", (1, 3, 224, 224)).
+
+    The name is everything before the last `=`, since ONNX names may contain anything.
+    """
+    name, sep, dims = text.rpartition("=")
+    parts = re.split(r"[x,]", dims.strip()) if dims.strip() else []
+    if not sep or not name or not parts or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"bad input shape {text!r}: expected NAME=DIMS, like input=1x3x224x224"
+        )
+    shape = tuple(int(p) for p in parts)
+    if 0 in shape:
+        raise argparse.ArgumentTypeError(f"bad input shape {text!r}: dimensions must be >= 1")
+    return name, shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from modelc import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="modelc: compile ONNX models into self-contained libraries.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile a model into an output folder")
+    p.description = "Compile MODEL for a target and write the output folder OUT."
+    p.add_argument("model", metavar="MODEL", help="the model file (.onnx)")
+    p.add_argument("--target", default="cpu", help="target name (default: cpu)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    _add_input_shape(p)
+    p.add_argument("--pipeline", metavar="STR", help="pass pipeline instead of the target's own")
+    p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
+    p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run a compiled model on .npy inputs")
+    p.description = (
+        "Run the compiled model in OUT on inputs from .npy files; write one .npy per output."
+    )
+    p.add_argument("out", metavar="OUT", help="output folder of `modelc compile`")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="an input as a .npy file (repeat per input; NAME= may be left out "
+        "when the model has one input)",
+    )
+    p.add_argument(
+        "--output-dir", default=".", metavar="D", help="where to write outputs (default: .)"
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="show a model's graph or an output folder's manifest")
+    p.description = (
+        "For an .onnx file: print its graph IR and op counts. For an output folder: print "
+        "its manifest (target, inputs, outputs, kernels, memory, pass timings)."
+    )
+    p.add_argument("path", metavar="MODEL|OUT", help="an .onnx file or an output folder")
+    _add_input_shape(p)
+    p.add_argument("--ir", action="store_true", help="also print OUT/model.ir (output folders)")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def _add_input_shape(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        type=parse_shape_arg,
+        metavar="NAME=DIMS",
+        help="fix an input's shape, e.g. input=1x3x224x224 (repeatable)",
+    )
+
+
+def _shapes(pairs: list[tuple[str, tuple[int, ...]]]) -> dict[str, tuple[int, ...]] | None:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, shape in pairs:
+        if name in shapes and shapes[name] != shape:
+            raise InputError(f"--input-shape gives {name!r} twice, with different shapes")
+        shapes[name] = shape
+    return shapes or None
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import modelc
+
+    _require_file(args.model)
+    options: dict[str, Any] = {}
+    if args.pipeline is not None:
+        options["pipeline"] = args.pipeline
+    if args.print_after_all:
+        options["print_after_all"] = True
+    if args.dump_ir is not None:
+        options["dump_ir"] = args.dump_ir
+    start = time.perf_counter()
+    lib = modelc.compile(
+        args.model, target=args.target, input_shapes=_shapes(args.input_shape), **options
+    )
+    lib.save(args.output)
+    seconds = time.perf_counter() - start
+    m = lib.manifest
+    print(f"compiled {args.model} -> {args.output} in {seconds:.2f} s")
+    print(f"  target     {m.get('target', args.target)}")
+    print(f"  kernels    {_count(m.get('kernels'))}")
+    print(f"  workspace  {_bytes(m.get('workspace_bytes'))}")
+    print(f"  weights    {_bytes(m.get('weights_bytes'))}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import modelc
+
+    _require_dir(args.out, "an output folder of `modelc compile`")
+    lib = modelc.load(args.out)
+    names = [name for name, *_ in lib.inputs]
+    feeds = {name: _load_npy(path) for name, path in _input_files(args.input, names).items()}
+    outputs = lib.run(feeds)
+
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    for name, value in outputs.items():
+        arr = np.asarray(value)
+        path = out_dir / _file_name(name, taken)
+        np.save(path, arr)
+        print(f"{name}: {_stats(arr)} -> {path}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.is_dir():
+        return _inspect_output(path, show_ir=args.ir)
+    _require_file(args.path)
+    return _inspect_model(path, _shapes(args.input_shape))
+
+
+def _inspect_model(path: Path, shapes: dict[str, tuple[int, ...]] | None) -> int:
+    from modelc.frontend.onnx import load_onnx
+    from modelc.ir.printer import print_graph
+
+    g = load_onnx(str(path), shapes)
+    print(print_graph(g, constants="elide"))
+    counts = Counter(node.op for node in g.nodes)
+    weights = sum(c.data.nbytes for c in g.constants)
+    print(f"\n{len(g.nodes)} nodes, {len(g.constants)} constants ({_bytes(weights)})")
+    width = max((len(op) for op in counts), default=2)
+    for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {op:<{width}}  {n}")
+    return 0
+
+
+def _inspect_output(out: Path, show_ir: bool) -> int:
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        raise ModelLoadError(f"{out}: no manifest.json; is it an output folder of modelc compile?")
+    try:
+        m = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{manifest_path}: not valid JSON ({err})") from err
+    print(f"output folder {out}")
+    print(f"  target     {m.get('target', '?')}")
+    pipeline = m.get("pipeline_string") or m.get("pipeline")
+    if pipeline:
+        text = ",".join(pipeline) if isinstance(pipeline, list) else pipeline
+        print(f"  pipeline   {text}")
+    for kind in ("inputs", "outputs"):
+        for entry in m.get(kind, []):
+            name, shape, dtype = _signature(entry)
+            print(f"  {kind[:-1]:<9}  {name}: {dtype}{list(shape)}")
+    kernels = m.get("kernels")
+    print(f"  kernels    {_count(kernels)}")
+    print(f"  workspace  {_bytes(m.get('workspace_bytes'))}")
+    print(f"  weights    {_bytes(m.get('weights_bytes'))}")
+    passes = m.get("passes") or []
+    if passes:
+        print("  passes")
+        for p in passes:
+            seconds = p.get("seconds")
+            timing = f"{1000 * seconds:9.2f} ms" if isinstance(seconds, (int, float)) else ""
+            print(f"    {p.get('name', '?'):<28} {timing}")
+    if show_ir:
+        ir_path = out / "model.ir"
+        if not ir_path.is_file():
+            raise ModelLoadError(f"{out}: no model.ir in this output folder")
+        print()
+        print(ir_path.read_text(), end="")
+    return 0
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _require_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{path}: is a folder, expected a model file")
+
+
+def _require_dir(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory", path)
+    if not os.path.isdir(path):
+        raise ModelLoadError(f"{path}: not a folder; expected {what}")
+
+
+def _input_files(specs: Sequence[str], names: Sequence[str]) -> dict[str, str]:
+    """Map `--input` arguments to the model's input names; a lone file names the only input."""
+    files: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or (name not in names and len(names) == 1 and os.path.exists(spec)):
+            if len(names) != 1:
+                raise InputError(
+                    f"--input {spec!r}: the model has {len(names)} inputs "
+                    f"({', '.join(names)}); write --input NAME=FILE"
+                )
+            name, path = names[0], spec
+        if name not in names:
+            raise InputError(f"--input {spec!r}: no input {name!r}; inputs: {', '.join(names)}")
+        if name in files:
+            raise InputError(f"--input gives {name!r} twice")
+        files[name] = path
+    missing = [n for n in names if n not in files]
+    if missing:
+        raise InputError(f"no --input for {', '.join(missing)}; give --input NAME=FILE.npy")
+    return files
+
+
+def _load_npy(path: str) -> Any:
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as err:
+        raise InputError(f"{path}: not a .npy array file ({err})") from err
+
+
+def _file_name(name: str, taken: set[str]) -> str:
+    """A safe, unique `<name>.npy` for an output name (names may hold '/', ':', ...)."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".") or "output"
+    candidate, i = stem, 1
+    while candidate in taken:
+        candidate, i = f"{stem}_{i}", i + 1
+    taken.add(candidate)
+    return f"{candidate}.npy"
+
+
+def _stats(arr: Any) -> str:
+    head = f"shape {tuple(arr.shape)} {arr.dtype}"
+    if arr.size == 0 or arr.dtype.kind not in "biuf":
+        return head
+    a = arr.astype("float64")
+    return f"{head} min {a.min():.6g} max {a.max():.6g} mean {a.mean():.6g}"
+
+
+def _signature(entry: Any) -> tuple[str, Sequence[Any], str]:
+    """An input/output entry of the manifest: {"name", "shape", "dtype"} or [name, shape, dtype]."""
+    if isinstance(entry, dict):
+        return entry.get("name", "?"), entry.get("shape", []), entry.get("dtype", "?")
+    name, shape, dtype = entry
+    return name, shape, dtype
+
+
+def _count(kernels: Any) -> str:
+    if isinstance(kernels, int):
+        return str(kernels)
+    return str(len(kernels)) if isinstance(kernels, (list, tuple, dict)) else "?"
+
+
+def _bytes(n: Any) -> str:
+    return f"{n:,} bytes" if isinstance(n, int) else "?"
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _user_paths(args: argparse.Namespace) -> list[Path]:
+    keys = ("model", "output", "dump_ir", "out", "output_dir", "path")
+    paths = [getattr(args, k) for k in keys if getattr(args, k, None)]
+    paths += [s.partition("=")[2] or s for s in getattr(args, "input", [])]
+    return [Path(p).absolute() for p in paths]
+
+
+def _is_user_path(filename: Any, args: argparse.Namespace) -> bool:
+    """Whether an OSError is about a path the user gave (or a file inside one)."""
+    if filename is None:
+        return False
+    f = Path(os.fsdecode(filename)).absolute()
+    return any(f == p or p in f.parents for p in _user_paths(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a usage error argparse already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        return args.func(args)
+    except Error as err:
+        message = _one_line(str(err))
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        if not _is_user_path(err.filename, args):
+            raise
+        message = f"{err.filename}: {err.strerror or err}"
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
