@@ -120,7 +120,9 @@ class OpDef:
             raise VerifyError(f"op {self.name}{where}: takes {lo}..{hi} inputs, got {n}")
         try:
             out = tuple(self.infer(in_types, attrs))
-        except (ShapeError, UnsupportedOpError, VerifyError):
+        except (ShapeError, UnsupportedOpError, VerifyError) as e:
+            if loc and loc not in str(e):
+                raise type(e)(f"{self.name} node {loc!r}: {e}") from None
             raise
         except (ValueError, IndexError, KeyError, TypeError, AssertionError) as e:
             shapes = ", ".join("-" if t is None else str(t) for t in in_types)

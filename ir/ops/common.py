@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from modelc.errors import ShapeError
 from modelc.ir import loop as L
 from modelc.ir.dtypes import DType
@@ -39,7 +40,7 @@ def normalize_axis(axis: int, rank: int) -> int:
 
 
 def params_for(req: LowerRequest) -> tuple[Param, ...]:
-    """Kernel params by the convention in2..inK, out0..outM."""
+    """Kernel params by the convention in0..inK, out0..outM."""
     ins = tuple(Param(f"in{i}", t.dtype, t.size) for i, t in enumerate(req.in_types))
     outs = tuple(Param(f"out{i}", t.dtype, t.size, True) for i, t in enumerate(req.out_types))
     return ins + outs
@@ -110,3 +111,11 @@ def elementwise_kernel(
 
         nest = parallel_nest(shape, body, req.schedule, 1)
     return Kernel(req.kernel_name, params_for(req), nest, (("op", req.node.op),))
+
+
+def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a dense row-major buffer of `shape` (the last dim has stride 1)."""
+    strides = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * int(shape[d + 1])
+    return tuple(strides)
