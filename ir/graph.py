@@ -274,8 +274,6 @@ class GraphBuilder:
 
 
 def _sanitize(name: str) -> str:
-    """Value names are printed bare after `%`: keep letters, digits, `_` and `.`."""
-    out = "".join(ch if (ch.isalnum() or ch in "_.") else "_" for ch in name)
-    if out and out[0].isdigit():
-        out = "v" + out
-    return out
+    """Names are kept as the model spells them (users feed inputs by those names; the printer
+    quotes names that are not identifiers). Only an empty name is replaced."""
+    return name
