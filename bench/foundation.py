@@ -11,6 +11,12 @@ information on a shared machine; nothing here is a pass/fail test.
 
 from __future__ import annotations
 
+import os
+
+# Both runtimes share two cores in one process: threads that spin while idle (libgomp's and
+# onnxruntime's defaults) steal the other runtime's core and inflate its timings tenfold.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import statistics
 import tempfile
@@ -68,7 +74,10 @@ def main() -> None:
             compile_s = time.perf_counter() - t0
             feeds = {t.name: dummy(t.shape) for t in lib.inputs}
             t0 = time.perf_counter()
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            so = ort.SessionOptions()
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             ort_init = time.perf_counter() - t0
             ort_feeds = {i.name: feeds[i.name] for i in sess.get_inputs() if i.name in feeds}
             mc = median_time(lambda lib=lib, feeds=feeds: lib.run(feeds), args.repeat)
