@@ -49,6 +49,7 @@ def compile(  # noqa: A001 - the public name users expect
 
     `input_shapes` fixes symbolic dims (`{"x": (1, 3, 224, 224)}`). `pipeline` overrides the
     target's default pass pipeline. Without `output_dir` the folder is temporary (use `save`).
+    Target options (cpu): `opt_level="-O3"`, `extra_cflags=[...]`, `prefix="modelc"`.
     """
     from modelc.ir.graph import Graph
     from modelc.passes.registry import (
@@ -96,7 +97,7 @@ def compile(  # noqa: A001 - the public name users expect
     timings.append(("emit", time.perf_counter() - t1))
     if build:
         t2 = time.perf_counter()
-        tgt.build(out)
+        tgt.build(out, {**options, **extra})
         timings.append(("build", time.perf_counter() - t2))
 
     plan = program.plan

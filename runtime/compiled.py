@@ -141,7 +141,7 @@ def load(directory: str | Path) -> CompiledModel:
     target = get_target(manifest["target"])
     lib = manifest.get("library")
     if lib and not (path / lib).exists():
-        target.build(path)
+        target.build(path, manifest)
     runner = target.load(path, manifest) if target.load else None
     return CompiledModel(path, manifest, runner)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from modelc.codegen.c import C_DIALECT
 from modelc.codegen.c_program import layout_weights, render_header, render_makefile, render_source
+from modelc.errors import ToolchainError
 from modelc.ir.program import Program
 from modelc.runtime.cc import compile_flags, compile_shared, find_cc
 from modelc.targets.registry import Target, register_target
@@ -24,10 +25,12 @@ def emit_c(program: Program, out: Path, options: Mapping[str, Any]) -> dict[str,
     (out / "weights.bin").write_bytes(weights.blob)
     (out / "model.h").write_text(render_header(program, prefix))
     (out / "model.c").write_text(render_source(program, weights, prefix))
+    opt = str(options.get("opt_level", "-O3"))
     try:
-        flags = compile_flags(find_cc())
-    except Exception:  # no compiler here: the Makefile still gets the standard flags
-        flags = ["-O3", "-march=native", "-shared", "-fPIC", "-std=gnu11", "-fopenmp"]
+        flags = compile_flags(find_cc(), opt_level=opt)
+    except ToolchainError:  # no compiler here: the Makefile still gets the standard flags
+        flags = [opt, "-march=native", "-shared", "-fPIC", "-std=gnu11", "-fopenmp"]
+    flags += list(options.get("extra_cflags", ()))
     (out / "Makefile").write_text(render_makefile(prefix, flags, LIBRARY))
     return {
         "prefix": prefix,
@@ -35,11 +38,13 @@ def emit_c(program: Program, out: Path, options: Mapping[str, Any]) -> dict[str,
         "sources": ["model.c", "model.h"],
         "weights_file": "weights.bin",
         "weights_bytes": len(weights.blob),
+        "cflags": flags,
     }
 
 
-def build_c(out: Path) -> Path:
-    return compile_shared(["model.c"], LIBRARY, cwd=out)
+def build_c(out: Path, options: Mapping[str, Any]) -> Path:
+    """Build with the flags `emit_c` chose (recorded in the manifest and the Makefile)."""
+    return compile_shared(["model.c"], LIBRARY, cwd=out, flags=options.get("cflags"))
 
 
 def load_c(out: Path, manifest: Mapping[str, Any]) -> Any:

@@ -20,8 +20,9 @@ class Target:
     pipeline: str
     # emit(program, out_dir, options) -> manifest additions; writes sources, weights, build file.
     emit: Callable[..., dict[str, Any]]
-    # build(out_dir) -> path of the built artifact (None where the toolchain is absent).
-    build: Callable[[Path], Path | None]
+    # build(out_dir, options) -> path of the built artifact (None where the toolchain is
+    # absent); options are the compile options plus what emit returned (e.g. cflags).
+    build: Callable[[Path, Mapping[str, Any]], Path | None]
     # load(out_dir, manifest) -> runner with run(list[np.ndarray]) -> list[np.ndarray].
     load: Callable[[Path, Mapping[str, Any]], Any] | None
     capabilities: Any = None
