@@ -73,3 +73,62 @@ def check_lowering(
             np.testing.assert_array_equal(g, e, err_msg=f"{op} output {i}")
         results.append(g)
     return results
+
+
+def random_inputs(graph: Any, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random inputs for every graph input (floats ~N(0,1), ints in [0, 8), bools)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for v in graph.inputs:
+        dt = v.type.dtype
+        if dt.is_float:
+            feeds[v.name] = rng.standard_normal(v.type.shape).astype(dt.numpy)
+        elif dt.kind == "bool":
+            feeds[v.name] = rng.random(v.type.shape) > 0.5
+        else:
+            feeds[v.name] = rng.integers(0, 8, v.type.shape).astype(dt.numpy)
+    return feeds
+
+
+def check_pass(
+    pipeline: str,
+    before: str,
+    expected: str | None,
+    *,
+    idempotent: bool = True,
+    numeric: bool = True,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+) -> Any:
+    """The standard test of a graph pass, in the IR's text form.
+
+    1. golden: `pipeline` applied to `before` prints exactly `expected` (both are parsed and
+       re-printed, so spacing and `//` comments in the test do not matter);
+    2. idempotence: running the pipeline again changes nothing;
+    3. numbers: the interpreter gives the same outputs before and after on random inputs.
+    The verifier runs after every pass. Returns the transformed graph.
+    """
+    from modelc.ir.interpreter import run_graph
+    from modelc.ir.parser import parse_graph
+    from modelc.ir.printer import print_graph
+    from modelc.passes.registry import PassContext, parse_pipeline, run_pipeline
+
+    g0 = parse_graph(before)
+    passes = parse_pipeline(pipeline)
+    g1 = run_pipeline(g0, passes, PassContext(verify=True))
+    got = print_graph(g1)
+    if expected is not None:
+        want = print_graph(parse_graph(expected))
+        assert got == want, (
+            f"pass output differs from the golden text:\n--- got\n{got}\n--- want\n{want}"
+        )
+    if idempotent:
+        g2 = run_pipeline(g1, passes, PassContext(verify=True))
+        assert print_graph(g2) == got, f"{pipeline} is not idempotent:\n{print_graph(g2)}"
+    if numeric:
+        feeds = random_inputs(g0)
+        a, b = run_graph(g0, feeds), run_graph(g1, feeds)
+        assert list(a) == list(b), "outputs changed names"
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], atol=atol, rtol=rtol, err_msg=k)
+    return g1
