@@ -7,6 +7,7 @@ lib.save("out/"); lib = modelc.load("out/")
 
 from __future__ import annotations
 
+import math
 import sys
 import tempfile
 import time
@@ -22,11 +23,22 @@ __all__ = ["compile", "load", "import_model"]
 def import_model(
     model: Any, input_shapes: Mapping[str, Sequence[int]] | None = None, **options: Any
 ) -> Any:
-    """Model (path, bytes, onnx.ModelProto, or a Graph) -> graph IR."""
+    """Model (path, bytes, onnx.ModelProto, a Graph, or a torch.nn.Module with
+    `example_inputs=(x, ...)`) -> graph IR."""
     from modelc.ir.graph import Graph
 
     if isinstance(model, Graph):
         return model
+    if _is_torch_module(model):
+        from modelc.frontend.fx import load_torch
+
+        return load_torch(
+            model,
+            options.get("example_inputs"),
+            input_shapes=input_shapes,
+            input_names=options.get("input_names"),
+            output_names=options.get("output_names"),
+        )
     from modelc.frontend.onnx import load_onnx
 
     return load_onnx(model, input_shapes)
@@ -124,6 +136,8 @@ def compile(  # noqa: A001 - the public name users expect
         "workspace_bytes": plan.workspace_bytes if plan else 0,
         "workspace_naive_bytes": plan.naive_bytes if plan else 0,
         "workspace_lower_bound_bytes": plan.lower_bound_bytes if plan else 0,
+        "workspace_strategy": plan.strategy if plan else "",
+        "kernels_report": kernels_report(program),
         "passes": [{"name": n, "seconds": round(s, 6)} for n, s in timings],
         "pass_reports": ctx.reports,
         **extra,
@@ -131,6 +145,62 @@ def compile(  # noqa: A001 - the public name users expect
     write_manifest(out, manifest)
     runner = tgt.load(out, manifest) if (build and tgt.load) else None
     return CompiledModel(out, manifest, runner, tmp)
+
+
+def kernels_report(program: Any) -> list[dict[str, Any]]:
+    """Per launch, in program order: what it computes and what it costs.
+
+    `bytes_read` counts each distinct buffer a launch reads once (a value passed twice, or two
+    views of one buffer, is read once from memory), `bytes_written` its outputs: the compulsory
+    traffic, so fusion shows up as bytes that no longer move. `macs` comes from the kernel's
+    `info` (conv, matmul and the fused kernels anchored on them record it) or, for kernels that
+    do not, from the op's formula (conv: N*M*outH*outW*C/g*kh*kw = out.size * prod(w[1:]);
+    matmul: batch*m*n*k = out.size * k); other ops count 0.
+    """
+    rows: list[dict[str, Any]] = []
+    for la in program.launches:
+        kernel = program.kernel_map[la.kernel]
+        info = dict(kernel.info)
+        reads: dict[str, int] = {}
+        writes: dict[str, int] = {}
+        outputs: list[list[int]] = []
+        for arg, param in zip(la.args, kernel.params):
+            buf = program.buffer_map[arg]
+            if param.is_output:
+                writes[program.root(arg).name] = buf.nbytes
+                outputs.append(list(buf.shape))
+            else:
+                reads[program.root(arg).name] = buf.nbytes
+        rows.append(
+            {
+                "kernel": la.kernel,
+                "op": la.op,
+                "ops": str(info.get("ops", info.get("op", la.op))),
+                "nodes": list(la.nodes),
+                "outputs": outputs,
+                "macs": int(info["macs"]) if "macs" in info else _macs(program, la),
+                "bytes_read": sum(reads.values()),
+                "bytes_written": sum(writes.values()),
+                "inplace": bool(la.inplace),
+            }
+        )
+    return rows
+
+
+def _macs(program: Any, launch: Any) -> int:
+    shapes = [program.buffer_map[a].shape for a in launch.args]
+    out = program.buffer_map[launch.args[-1]]
+    if launch.op == "conv" and len(shapes) >= 3:
+        return out.size * math.prod(shapes[1][1:])
+    if launch.op == "matmul" and len(shapes) == 3 and shapes[0]:
+        return out.size * shapes[0][-1]
+    return 0
+
+
+def _is_torch_module(model: Any) -> bool:
+    """Without importing torch: a module object exists only if torch is already imported."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
 
 
 def _version() -> str:

@@ -2,7 +2,8 @@
 
     modelc compile model.onnx --target cpu -o out/ [--input-shape x=1x3x224x224]
     modelc run out/ --input x=x.npy [--output-dir results/]
-    modelc inspect model.onnx | out/ [--ir]
+    modelc inspect model.onnx | out/ [--ir]     (out/: per-launch MACs and bytes too)
+    modelc inspect --passes                    (registered passes, the pipelines using them)
 
 Errors a user can cause (a `modelc.Error`, or a path of theirs that is missing or unreadable)
 print one line, `modelc: error: ...`, and exit with status 2, never a traceback; anything else
@@ -92,9 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         "For an .onnx file: print its graph IR and op counts. For an output folder: print "
         "its manifest (target, inputs, outputs, kernels, memory, pass timings)."
     )
-    p.add_argument("path", metavar="MODEL|OUT", help="an .onnx file or an output folder")
+    p.add_argument("path", nargs="?", metavar="MODEL|OUT", help="an .onnx file or an output folder")
     _add_input_shape(p)
     p.add_argument("--ir", action="store_true", help="also print OUT/model.ir (output folders)")
+    p.add_argument(
+        "--passes",
+        action="store_true",
+        help="list the registered passes and which targets' pipelines run them "
+        "(warns about passes no pipeline runs)",
+    )
     p.set_defaults(func=cmd_inspect)
     return parser
 
@@ -171,6 +178,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.passes:
+        _inspect_passes()
+        if args.path is None:
+            return 0
+        print()
+    if args.path is None:
+        raise InputError("inspect: give a model file or an output folder (or --passes)")
     path = Path(args.path)
     if path.is_dir():
         return _inspect_output(path, show_ir=args.ir)
@@ -213,7 +227,7 @@ def _inspect_output(out: Path, show_ir: bool) -> int:
             print(f"  {kind[:-1]:<9}  {name}: {dtype}{list(shape)}")
     kernels = m.get("kernels")
     print(f"  kernels    {_count(kernels)}")
-    print(f"  workspace  {_bytes(m.get('workspace_bytes'))}")
+    print(f"  workspace  {_bytes(m.get('workspace_bytes'))}{_plan_note(m)}")
     print(f"  weights    {_bytes(m.get('weights_bytes'))}")
     passes = m.get("passes") or []
     if passes:
@@ -222,6 +236,9 @@ def _inspect_output(out: Path, show_ir: bool) -> int:
             seconds = p.get("seconds")
             timing = f"{1000 * seconds:9.2f} ms" if isinstance(seconds, (int, float)) else ""
             print(f"    {p.get('name', '?'):<28} {timing}")
+    report = m.get("kernels_report")
+    if isinstance(report, list) and report:
+        _print_kernels_report(report)
     if show_ir:
         ir_path = out / "model.ir"
         if not ir_path.is_file():
@@ -229,6 +246,85 @@ def _inspect_output(out: Path, show_ir: bool) -> int:
         print()
         print(ir_path.read_text(), end="")
     return 0
+
+
+def _plan_note(m: dict[str, Any]) -> str:
+    """`(best-fit; naive sum N, lower bound M)` when the manifest has the planner's figures."""
+    naive, bound = m.get("workspace_naive_bytes"), m.get("workspace_lower_bound_bytes")
+    if not isinstance(naive, int) or not isinstance(bound, int):
+        return ""
+    strategy = m.get("workspace_strategy")
+    head = f"{strategy}; " if strategy else ""
+    return f" ({head}naive sum {naive:,}, lower bound {bound:,})"
+
+
+def _print_kernels_report(report: list[dict[str, Any]]) -> None:
+    """One row per launch in program order: what it computes, MACs, bytes moved, and each
+    one's share of the totals, so the launches worth optimizing stand out."""
+    macs = [int(r.get("macs", 0)) for r in report]
+    reads = [int(r.get("bytes_read", 0)) for r in report]
+    writes = [int(r.get("bytes_written", 0)) for r in report]
+    moved = [a + b for a, b in zip(reads, writes)]
+    total_macs, total_moved = sum(macs), sum(moved)
+    names = [_clip(str(r.get("kernel", "?")), 36) for r in report]
+    ops = [_clip(str(r.get("ops") or r.get("op", "?")), 28) for r in report]
+    shapes = [
+        " ".join("x".join(map(str, s)) or "scalar" for s in r.get("outputs", [])) for r in report
+    ]
+    wk, wo, ws = (max(map(len, col), default=0) for col in (names, ops, shapes))
+    wk, wo, ws = max(wk, 6), max(wo, 3), max(ws, 7)
+    print(f"  launches   {len(report)} (program order; % = share of the total)")
+    print(
+        f"    {'#':>4}  {'kernel':<{wk}}  {'ops':<{wo}}  {'outputs':<{ws}}  {'MACs':>8} {'%':>6}"
+        f"  {'read':>8}  {'written':>8} {'%':>6}"
+    )
+    for i, r in enumerate(report):
+        mark = "*" if r.get("inplace") else " "
+        print(
+            f"    {i:>4}  {names[i]:<{wk}}  {ops[i]:<{wo}}  {shapes[i]:<{ws}}"
+            f"  {_si(macs[i]):>8} {_share(macs[i], total_macs):>6}"
+            f"  {_si(reads[i]):>8}{mark} {_si(writes[i]):>8}"
+            f" {_share(moved[i], total_moved):>6}"
+        )
+    read, written = sum(reads), sum(writes)
+    print(
+        f"    {'':>4}  {'total':<{wk}}  {'':<{wo}}  {'':<{ws}}  {_si(total_macs):>8} {'100%':>6}"
+        f"  {_si(read):>8}  {_si(written):>8} {'100%':>6}"
+    )
+    print(f"    MACs {total_macs:,}; bytes moved {total_moved:,}; * = written in place")
+
+
+def _si(n: int) -> str:
+    """1234567 -> 1.23M: short, fixed-width numbers for tables (exact totals print below)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def _share(part: int, total: int) -> str:
+    return f"{100 * part / total:.1f}%" if total else "-"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
+def _inspect_passes() -> None:
+    from modelc.passes.usage import pipeline_users
+
+    users = pipeline_users()
+    width = max(map(len, users), default=4)
+    print("registered passes (targets whose default pipeline runs them)")
+    for name, targets in users.items():
+        print(f"  {name:<{width}}  {', '.join(targets) or '-'}")
+    unused = [name for name, targets in users.items() if not targets]
+    if unused:
+        print(
+            f"{PROG}: warning: no target pipeline runs {', '.join(unused)} "
+            "(reachable only through --pipeline)",
+            file=sys.stderr,
+        )
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelc.codegen.cfamily import (
+    BF16,
     C_TYPES,
     FLOAT_INTRINSICS,
     INT_INTRINSICS,
@@ -23,6 +24,7 @@ C_DIALECT = Dialect(
         "unrolled": "#pragma GCC unroll 4",
     },
     capabilities=Capabilities(vector_bits=256, has_fp16=True, has_openmp=True),
+    emulated={"bf16": BF16},
 )
 
 C_PRELUDE = """\
@@ -37,6 +39,22 @@ static inline int64_t modelc_ipow(int64_t b, int64_t e) {
   while (e > 0) { if (e & 1) r *= b; b *= b; e >>= 1; }
   return r;
 }
+
+/* bf16: the upper half of a float; stored round-to-nearest-even, NaN kept quiet. */
+static inline float modelc_bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+static inline uint16_t modelc_f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static inline float modelc_bf16_round(float f) { return modelc_bf16_to_f32(modelc_f32_to_bf16(f)); }
 """
 
 

@@ -7,7 +7,8 @@ Layout decisions (see docs/targets/cpu.md):
 - The ABI has no init and no global state: `<prefix>_run(inputs, outputs, workspace)` takes
   the caller's input/output pointers and a workspace of `<PREFIX>_WORKSPACE_BYTES` bytes
   (64-byte aligned). Several threads may run one library with separate workspaces.
-- Kernels are `static` functions; identical kernels were merged by lower-to-loops.
+- Kernels are `static` functions; identical kernels were merged by lower-to-loops. A launch that
+  plan-memory runs in place calls a variant whose output is its input (`launch_call`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import numpy as np
 
 from modelc.codegen.c import C_PRELUDE, c_renderer
 from modelc.codegen.cfamily import CFamilyRenderer
-from modelc.ir.program import ALIGN, CONSTANT, INPUT, OUTPUT, TEMP, Program, align
+from modelc.ir.program import (
+    ALIGN,
+    CONSTANT,
+    INPUT,
+    OUTPUT,
+    TEMP,
+    Program,
+    align,
+    launch_call,
+)
 
 
 @dataclass(frozen=True)
@@ -117,9 +127,15 @@ def render_source(
         f"extern const unsigned char {blob}[];",
         "",
     ]
-    for k in program.kernels:
-        parts.append(r.kernel(k))
-        parts.append("")
+    # Each kernel once, in first-launch order; an in-place launch calls its own variant
+    # (`launch_call`: the overwritten output folded into the input, so `restrict` holds).
+    calls = [launch_call(program, la) for la in program.launches]
+    emitted: set[str] = set()
+    for k, _ in calls:
+        if k.name not in emitted:
+            emitted.add(k.name)
+            parts.append(r.kernel(k))
+            parts.append("")
 
     in_index = {n: i for i, n in enumerate(program.inputs)}
     out_index = {n: i for i, n in enumerate(program.outputs)}
@@ -143,12 +159,11 @@ def render_source(
         "  unsigned char* ws = (unsigned char*)workspace;",
         "  (void)ws; (void)inputs; (void)outputs;",
     ]
-    for la in program.launches:
-        k = program.kernel_map[la.kernel]
-        args = [pointer(a, r.ctype(p.dtype), p.is_output) for a, p in zip(la.args, k.params)]
-        where = ", ".join(la.nodes)
+    for la, (k, call_args) in zip(program.launches, calls):
+        args = [pointer(a, r.ctype(p.dtype), p.is_output) for a, p in zip(call_args, k.params)]
+        where = ", ".join(la.nodes) + (" (in place)" if la.inplace else "")
         body.append(f"  /* {_comment(la.op + ': ' + where)} */")
-        body.append(f"  {la.kernel}({', '.join(args)});")
+        body.append(f"  {k.name}({', '.join(args)});")
     body += ["  return 0;", "}", ""]
     return "\n".join(parts + body)
 

@@ -29,6 +29,17 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Emulated:
+    """An element type the dialect stores in one C type and computes in another (bf16: the 16
+    bits in a uint16_t, arithmetic in float). Templates take the C expression as "{0}"."""
+
+    compute: str  # C type of values in registers (Let, casts, register scalars)
+    load: str  # storage -> compute
+    store: str  # compute -> storage (rounding)
+    round: str  # compute -> compute, rounded to the type's precision (a cast into the type)
+
+
+@dataclass(frozen=True)
 class Dialect:
     name: str
     types: Mapping[str, str]  # dtype name -> C type
@@ -41,6 +52,8 @@ class Dialect:
     capabilities: Capabilities = field(default_factory=Capabilities)
     # Below this much work a parallel loop is emitted without its pragma (fork cost > gain).
     parallel_min_work: int = 1 << 15
+    # dtype name -> how an element type without native arithmetic is stored and computed.
+    emulated: Mapping[str, Emulated] = field(default_factory=dict)
 
 
 _F = {32: "f", 64: "", 16: "f"}  # libm suffix per float width (f16 computes through float)
@@ -83,8 +96,17 @@ C_TYPES: dict[str, str] = {
     "u16": "uint16_t",
     "u8": "uint8_t",
     "u4": "uint8_t",
+    "bf16": "uint16_t",  # storage; arithmetic is emulated in float (see BF16)
     "bool": "bool",
 }
+
+# bf16 as the C prelude implements it: the upper 16 bits of a float, stored round-to-nearest-even.
+BF16 = Emulated(
+    compute="float",
+    load="modelc_bf16_to_f32({0})",
+    store="modelc_f32_to_bf16({0})",
+    round="modelc_bf16_round({0})",
+)
 
 _PREC = {
     "||": 1,
@@ -117,12 +139,26 @@ class CFamilyRenderer:
     # ---- types and literals ----------------------------------------------------------------------
 
     def ctype(self, dt: DType) -> str:
+        """The C type of a buffer element of `dt` (pointers, arrays)."""
         try:
             return self.d.types[dt.name]
         except KeyError:
             raise UnsupportedTypeError(
                 f"the {self.d.name} renderer has no type for {dt.name}"
             ) from None
+
+    def value_ctype(self, dt: DType) -> str:
+        """The C type of a value of `dt` in registers: the storage type unless emulated."""
+        emu = self.d.emulated.get(dt.name)
+        return emu.compute if emu else self.ctype(dt)
+
+    def _emulated_buffer(self, buffer: str) -> Emulated | None:
+        """How loads and stores of `buffer` convert (None: they do not). Register scalars hold
+        the compute type, so only memory buffers convert."""
+        if buffer in self._scalars:
+            return None
+        dt = self._buffers.get(buffer)
+        return None if dt is None else self.d.emulated.get(dt.name)
 
     def literal(self, c: L.Const) -> str:
         v, dt = c.value, c.dtype
@@ -162,7 +198,9 @@ class CFamilyRenderer:
         if isinstance(e, L.UnOp):
             return f"{e.op}{self.expr(e.a, 11)}"
         if isinstance(e, L.Cast):
-            return f"(({self.ctype(e.dtype)}){self.expr(e.a, 11)})"
+            text = f"(({self.value_ctype(e.dtype)}){self.expr(e.a, 11)})"
+            emu = self.d.emulated.get(e.dtype.name)
+            return emu.round.format(text) if emu and e.a.dtype != e.dtype else text
         if isinstance(e, L.Select):
             s = f"{self.expr(e.cond, 1)} ? {self.expr(e.a, 1)} : {self.expr(e.b, 1)}"
             return f"({s})"
@@ -173,7 +211,9 @@ class CFamilyRenderer:
     def load(self, e: L.Load) -> str:
         if e.buffer in self._scalars:
             return e.buffer
-        return f"{e.buffer}[{self.expr(e.index)}]"
+        text = f"{e.buffer}[{self.expr(e.index)}]"
+        emu = self._emulated_buffer(e.buffer)
+        return emu.load.format(text) if emu else text
 
     def binop(self, e: L.BinOp, prec: int) -> str:
         if e.op in ("min", "max"):
@@ -209,16 +249,23 @@ class CFamilyRenderer:
         elif isinstance(s, L.For):
             self.for_loop(s, ind, out)
         elif isinstance(s, L.Store):
-            value = self.expr(s.value)
+            emu = self._emulated_buffer(s.buffer)
+            v = s.value
+            if emu and isinstance(v, L.Cast) and self.d.emulated.get(v.dtype.name) is emu:
+                # Storing rounds: a cast into the type right before it need not round first.
+                value = emu.store.format(f"(({emu.compute}){self.expr(v.a, 11)})")
+            elif emu:
+                value = emu.store.format(self.expr(v))
+            else:
+                value = self.expr(v)
             if s.buffer in self._scalars:
                 out.append(f"{pad}{s.buffer} = {value};")
             else:
                 out.append(f"{pad}{s.buffer}[{self.expr(s.index)}] = {value};")
         elif isinstance(s, L.Let):
             out.append(f"{pad}{{")
-            out.append(
-                f"{pad}  const {self.ctype(s.var.dtype)} {s.var.name} = {self.expr(s.value)};"
-            )
+            ct = self.value_ctype(s.var.dtype)
+            out.append(f"{pad}  const {ct} {s.var.name} = {self.expr(s.value)};")
             self.stmt(s.body, ind + 1, out)
             out.append(f"{pad}}}")
         elif isinstance(s, L.Allocate):
@@ -256,10 +303,11 @@ class CFamilyRenderer:
     def allocate(self, s: L.Allocate, ind: int, out: list[str]) -> None:
         pad = "  " * ind
         ct = self.ctype(s.dtype)
+        self._buffers[s.buffer] = s.dtype
         out.append(f"{pad}{{")
         if s.scope == "register" and s.size == 1:
             self._scalars.add(s.buffer)
-            out.append(f"{pad}  {ct} {s.buffer};")
+            out.append(f"{pad}  {self.value_ctype(s.dtype)} {s.buffer};")
             self.stmt(s.body, ind + 1, out)
             self._scalars.discard(s.buffer)
         elif s.size * s.dtype.itemsize <= 1 << 16:
@@ -282,6 +330,7 @@ class CFamilyRenderer:
 
     def kernel(self, k: L.Kernel) -> str:
         self._scalars: set[str] = set()
+        self._buffers: dict[str, DType] = {p.name: p.dtype for p in k.params}
         lines = [self.signature(k) + " {"]
         self.stmt(k.body, 1, lines)
         lines.append("}")

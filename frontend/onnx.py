@@ -54,6 +54,7 @@ def load_onnx(model: ModelLike, input_shapes: Mapping[str, Sequence[int]] | None
     """
     proto, source = read_model(model)
     proto = _inline_functions(proto, source)
+    proto = _upgrade_old_opset(proto, source)
     opset = model_opset(proto, source)
     return _Importer(proto.graph, opset, source, input_shapes).run()
 
@@ -154,10 +155,43 @@ def _inline_functions(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
         ) from e
 
 
+def _upgrade_old_opset(proto: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """Models older than opset 9 are upgraded with onnx's own version converter (the ops'
+    semantics are then the newer versions' ones, which the converters know); where onnx cannot
+    convert them, `model_opset` reports the opset as unsupported."""
+    versions = [o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS]
+    if not versions or max(versions) >= MIN_OPSET:
+        return proto
+    try:
+        from onnx import helper, version_converter
+
+        # onnx's converter wants every initializer listed as a graph input (IR < 4 rule);
+        # those inputs come back as constants on import.
+        listed = {i.name for i in proto.graph.input}
+        missing = [
+            helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+            for t in proto.graph.initializer
+            if t.name not in listed
+        ]
+        if missing:
+            proto = onnx.ModelProto.FromString(proto.SerializeToString())
+            proto.graph.input.extend(missing)
+        return version_converter.convert_version(proto, MIN_OPSET)
+    except Exception:  # onnx raises many kinds here; the opset check below gives the message
+        return proto
+
+
 def model_opset(proto: onnx.ModelProto, source: str) -> int:
     """The default-domain opset the model imports, checked against what modelc supports."""
     versions = [o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS]
     if not versions:
+        for node in proto.graph.node:
+            if node.domain not in DEFAULT_DOMAINS:
+                raise UnsupportedOpError(
+                    f"{source}: node {node.name or node.op_type!r} (op {node.op_type}) is in the "
+                    f"domain {node.domain!r}, which modelc does not support (only the default "
+                    "ONNX domain; see docs/onnx_frontend.md)"
+                )
         raise ModelLoadError(f"{source}: the model imports no version of the default ONNX domain")
     opset = max(versions)
     if opset < MIN_OPSET:

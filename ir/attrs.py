@@ -1,7 +1,9 @@
 """Node attributes: an immutable, hashable, ordered mapping.
 
-Attribute values are ints, floats, strings, bools, DTypes, or (nested) tuples of those; lists are
-turned into tuples on the way in so nodes stay hashable and compare structurally.
+Attribute values are ints, floats, strings, bools, DTypes, graphs, or (nested) tuples of those;
+lists are turned into tuples on the way in so nodes stay hashable and compare structurally. A
+`Graph` value is the body of a region op (the `fused` op keeps its fused group as one): graphs are
+immutable and hash structurally, so they are attribute values like any other.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from modelc.ir.dtypes import DType
 
-AttrValue = Any  # int | float | str | bool | DType | tuple[AttrValue, ...]
+AttrValue = Any  # int | float | str | bool | DType | Graph | tuple[AttrValue, ...]
 
 
 def freeze(value: Any) -> AttrValue:
@@ -22,6 +24,10 @@ def freeze(value: Any) -> AttrValue:
     # numpy scalars and 0-d arrays
     if hasattr(value, "tolist"):
         return freeze(value.tolist())
+    from modelc.ir.graph import Graph  # attrs.py is imported by graph.py: import late
+
+    if isinstance(value, Graph):
+        return value
     raise TypeError(f"attribute value {value!r} of type {type(value).__name__} is not supported")
 
 

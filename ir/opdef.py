@@ -21,14 +21,16 @@ from modelc.ir.types import TensorType
 
 if TYPE_CHECKING:
     from modelc.ir.graph import Node
-    from modelc.ir.loop import Expr, Kernel, Schedule
+    from modelc.ir.loop import Expr, Kernel, Schedule, Stmt
 
 # Traits passes read. Keep this list short and documented.
 ELEMENTWISE = "elementwise"  # out[i] = f(in0[i], in1[i], ...) on equal shapes
 BROADCAST = "broadcast"  # elementwise with numpy broadcasting of inputs
 INJECTIVE = "injective"  # each output element reads a computable set of input elements (copy-like)
 REDUCTION = "reduction"  # reduces axes
-OUT_FUSABLE = "out_fusable"  # heavy op (conv/matmul) whose output can take an elementwise epilogue
+# Heavy op (conv/matmul) whose output can take an elementwise epilogue: its lowering applies
+# `LowerRequest.epilogue` to every output element once that element is final.
+OUT_FUSABLE = "out_fusable"
 OPAQUE = "opaque"  # nothing fuses into or out of it
 VIEW = "view"  # output is input 0's bytes reinterpreted (reshape): no kernel, no copy
 COMMUTATIVE = "commutative"
@@ -41,7 +43,7 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class AttrSpec:
-    """`kind` is one of int, float, str, bool, ints, floats, strs, dtype, any."""
+    """`kind` is one of int, float, str, bool, ints, floats, strs, dtype, graph, any."""
 
     kind: str
     default: Any = REQUIRED
@@ -51,6 +53,9 @@ class AttrSpec:
 InferFn = Callable[[Sequence[TensorType | None], Attrs], Sequence[TensorType]]
 RefFn = Callable[[Sequence[np.ndarray | None], Attrs], Sequence[np.ndarray]]
 ScalarFn = Callable[[Sequence["Expr"], Attrs, DType], "Expr"]
+# (flat index, per-dim index, accumulated value) of one output element -> the statement that
+# finishes it. See `LowerRequest.epilogue`.
+EpilogueFn = Callable[["Expr", Sequence["Expr"], "Expr"], "Stmt"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,14 @@ class LowerRequest:
 
     Kernel params follow one convention everywhere: `in0..inK` for the node's present inputs in
     order (absent optional inputs are skipped), then `out0..outM`.
+
+    `epilogue` (OUT_FUSABLE ops only; None elsewhere) is how epilogue fusion reaches into the
+    anchor's loop nest: once an output element's accumulation is complete, the lowering calls
+    `epilogue(flat, dims, acc)` with the element's flat row-major index into out0, its index per
+    output dim (expressions; unused ones cost nothing) and its accumulated value, and emits the
+    statement it returns in place of the plain result, typically `out0[flat] = f(acc, ...)` with
+    f reading extra buffers. The lowering applies it while the element is still hot (per output
+    plane or row), never as a second pass over the whole output.
     """
 
     node: Node
@@ -66,6 +79,7 @@ class LowerRequest:
     out_types: tuple[TensorType, ...]
     schedule: Schedule
     kernel_name: str
+    epilogue: EpilogueFn | None = None
 
 
 LowerFn = Callable[[LowerRequest], "Kernel"]

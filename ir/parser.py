@@ -19,11 +19,13 @@ was expected (`line 3:17: expected ')' after the inputs of conv, got '{'`). Gram
                  [',' 'pow2'] '>'
     attrs     := '{' [NAME '=' value {',' NAME '=' value}] '}'
     value     := INT | FLOAT | STRING | 'true' | 'false' | 'none' | '!' dtype
-                 | '[' [value {',' value}] ']'
+                 | '[' [value {',' value}] ']' | graph
     dense     := 'dense' '<' ('[' [scalar {',' scalar}] ']' | 'base64' ':' STRING) '>'
 
 NAME is an identifier `[A-Za-z_][A-Za-z0-9_.]*` or a JSON string; FLOAT is anything with a `.`
-or an exponent, or `inf`, `-inf`, `nan`. `//` starts a comment to the end of the line.
+or an exponent, or `inf`, `-inf`, `nan`. `//` starts a comment to the end of the line. A graph
+as an attribute value (the body of a `fused` node) is a scope of its own: its value names may
+repeat names of the enclosing graph.
 
 The parser re-infers nothing: nodes are built with exactly the types written, so a golden file
 shows what a pass produced, and `ir/verify.py` is what checks it.
@@ -219,6 +221,13 @@ class _Parser:
     # ---- graph ---------------------------------------------------------------------------------
 
     def graph(self) -> Graph:
+        g = self.graph_def()
+        if self.tok.kind != EOF:
+            raise self.expected("end of input after the graph")
+        return g
+
+    def graph_def(self) -> Graph:
+        """One `graph @name(...) -> (...) { ... }`: the whole file, or a nested attribute."""
         self.expect("graph", "at the start of the graph")
         self.expect("@", "before the graph name")
         name = self.name("the graph name")
@@ -246,8 +255,6 @@ class _Parser:
                 f"'return' lists {outputs} but the graph header says -> {header_outputs}", ret
             )
         self.expect("}", "to close the graph body")
-        if self.tok.kind != EOF:
-            raise self.expected("end of input after the graph")
         return Graph(name, tuple(inputs), tuple(outputs), tuple(nodes), tuple(constants))
 
     def param(self) -> Value:
@@ -334,7 +341,11 @@ class _Parser:
             items = self.comma_list(self.attr_value, "]")
             self.expect("]", "to close the list")
             return tuple(items)
-        raise self.expected("an attribute value (number, string, true/false, none, !dtype, [...])")
+        if self.at("graph"):
+            return self.graph_def()
+        raise self.expected(
+            "an attribute value (number, string, true/false, none, !dtype, [...], graph @...)"
+        )
 
     def number(self) -> int | float:
         """INT or FLOAT; ints are written without `.`/exponent, floats always with one."""

@@ -8,7 +8,10 @@ grammar's other half). Every detail below serves that round trip or a human read
 - floats print with `repr`, the shortest text that reads back to the same double, and always
   with a `.`, an exponent, `inf` or `nan`, so a float attribute never reads back as an int;
 - small constants print as value lists (readable in golden tests), large ones as base64 of their
-  raw little-endian bytes (fast: one C call each way, no per-element Python loop).
+  raw little-endian bytes (fast: one C call each way, no per-element Python loop);
+- a graph-valued attribute (the body of a `fused` node) prints as a nested graph in the same
+  syntax, indented one level under its node and listed after the node's other attributes, so
+  `{kind="elementwise", body=graph @add_relu(...) -> (...) { ... }}` reads top-down.
 
 `constants="elide"` replaces large constants by a digest: that is what `str(graph)` and
 `--print-after-all` show, and it does not parse back (the parser says so).
@@ -81,8 +84,11 @@ def format_float(x: float) -> str:
     return repr(float(x))
 
 
-def format_attr_value(v: AttrValue) -> str:
-    """One attribute value; see the module docstring of `ir/parser.py` for the grammar."""
+def format_attr_value(v: AttrValue, indent: str = "", constants: ConstantMode = "inline") -> str:
+    """One attribute value; see the module docstring of `ir/parser.py` for the grammar. A nested
+    graph's lines after the first get `indent` (the indentation of the node that holds it)."""
+    if isinstance(v, Graph):
+        return _graph_text(v, constants, indent)
     if v is None:
         return "none"
     if isinstance(v, bool):  # before int: bool is an int subclass
@@ -100,12 +106,16 @@ def format_attr_value(v: AttrValue) -> str:
     raise TypeError(f"cannot print attribute value {v!r} of type {type(v).__name__}")
 
 
-def format_attrs(attrs: Attrs) -> str:
-    """`{k=v, ...}` in key order, or "" when there are none (Attrs is already sorted)."""
+def format_attrs(attrs: Attrs, indent: str = "", constants: ConstantMode = "inline") -> str:
+    """`{k=v, ...}` in key order, graph-valued attributes last (a nested body reads best after
+    the short attributes that describe it), or "" when there are none."""
     if not attrs:
         return ""
+    items = sorted(attrs.items(), key=lambda kv: isinstance(kv[1], Graph))  # stable: keys stay
     return (
-        "{" + ", ".join(f"{format_name(k)}={format_attr_value(v)}" for k, v in attrs.items()) + "}"
+        "{"
+        + ", ".join(f"{format_name(k)}={format_attr_value(v, indent, constants)}" for k, v in items)
+        + "}"
     )
 
 
@@ -191,8 +201,9 @@ def _value_list(names: tuple[str, ...]) -> str:
     return ", ".join("_" if not n else "%" + format_name(n) for n in names)
 
 
-def format_node(node: Node) -> str:
-    """One node statement, without indentation."""
+def format_node(node: Node, indent: str = "", constants: ConstantMode = "inline") -> str:
+    """One node statement, without leading indentation; `indent` is where the statement starts
+    (lines of a nested graph attribute are indented relative to it)."""
     op = json.dumps(node.op) if (node.op in KEYWORDS or not is_bare_name(node.op)) else node.op
     head = ""
     if node.outputs:
@@ -200,7 +211,7 @@ def format_node(node: Node) -> str:
         types = ", ".join(format_type(o.type) for o in node.outputs)
         head = f"{names}: {types} = "
     line = f"{head}{op}({_value_list(node.inputs)})"
-    attrs = format_attrs(node.attrs)
+    attrs = format_attrs(node.attrs, indent, constants)
     if attrs:
         line += " " + attrs
     if node.loc:
@@ -216,18 +227,25 @@ def print_graph(g: Graph, constants: ConstantMode = "inline") -> str:
     """
     if constants not in ("inline", "elide"):
         raise ValueError(f"constants must be 'inline' or 'elide', not {constants!r}")
+    return _graph_text(g, constants, "") + "\n"
+
+
+def _graph_text(g: Graph, constants: ConstantMode, indent: str) -> str:
+    """`g` without a trailing newline; every line after the first starts with `indent` (the
+    first is wherever the caller puts it: column 0, or after `body=` in a node)."""
+    inner = indent + "  "
     params = ", ".join(f"%{format_name(v.name)}: {format_type(v.type)}" for v in g.inputs)
     lines = [f"graph @{format_name(g.name)}({params}) -> ({_value_list(g.outputs)}) {{"]
     for c in g.constants:
         lines.append(
-            f"  const %{format_name(c.name)}: {format_type(c.value.type)} = "
+            f"{inner}const %{format_name(c.name)}: {format_type(c.value.type)} = "
             + format_dense(c, constants)
         )
-    lines.extend("  " + format_node(n) for n in g.nodes)
+    lines.extend(inner + format_node(n, inner, constants) for n in g.nodes)
     ret = _value_list(g.outputs)
-    lines.append(f"  return {ret}" if ret else "  return")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    lines.append(f"{inner}return {ret}" if ret else f"{inner}return")
+    lines.append(indent + "}")
+    return "\n".join(lines)
 
 
 # ---- level 2: kernels (pseudo-code, print only) ---------------------------------------------

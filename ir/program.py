@@ -9,11 +9,12 @@ one workspace arena at offsets chosen by the memory planner, and views alias ano
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
+from modelc.ir import loop as L
 from modelc.ir.dtypes import DType
 from modelc.ir.loop import Kernel
 
@@ -52,6 +53,10 @@ class Launch:
     # The graph nodes this launch computes (their locs), for reports and per-layer traces.
     nodes: tuple[str, ...] = ()
     op: str = ""
+    # (input position, output position) pairs of `args` that the memory plan placed on the same
+    # bytes: the kernel overwrites that input in place. Renderers call `launch_call`, which folds
+    # each such output into its input so no two parameters alias (C `restrict` stays valid).
+    inplace: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,3 +129,50 @@ class Program:
         for k in self.kernels:
             lines.append(print_kernel(k))
         return "\n".join(lines)
+
+
+# ---- in-place launches ---------------------------------------------------------------------------
+
+
+def inplace_variant(kernel: Kernel, pairs: tuple[tuple[int, int], ...]) -> Kernel:
+    """`kernel` with each output param of `pairs` folded into its input param.
+
+    The planner only pairs params where the kernel reads the input at exactly the index it
+    writes the output (passes/plan_memory_inplace.py proves it), so storing through the input's
+    pointer computes the same values. One pointer instead of two equal ones keeps every
+    parameter `restrict` (two aliasing `restrict` pointers would be undefined behaviour) and
+    spares the C compiler a run-time overlap check.
+    """
+    rename = {kernel.params[q].name: kernel.params[p].name for p, q in pairs}
+    dropped = {q for _, q in pairs}
+    written = {p for p, _ in pairs}
+    params = tuple(
+        replace(prm, is_output=True) if i in written else prm
+        for i, prm in enumerate(kernel.params)
+        if i not in dropped
+    )
+
+    def stmt(s: L.Stmt) -> L.Stmt:
+        if isinstance(s, L.Store):
+            return replace(s, buffer=rename.get(s.buffer, s.buffer))
+        if isinstance(s, L.Seq):
+            return L.Seq(tuple(stmt(x) for x in s.stmts))
+        if isinstance(s, (L.For, L.Let, L.Allocate)):
+            return replace(s, body=stmt(s.body))
+        if isinstance(s, L.If):
+            return replace(s, then=stmt(s.then), else_=None if s.else_ is None else stmt(s.else_))
+        raise TypeError(f"inplace_variant: unknown statement {s!r}")
+
+    suffix = "".join(f"_{p}_{q}" for p, q in pairs)
+    return Kernel(f"{kernel.name}_inplace{suffix}", params, stmt(kernel.body), kernel.info)
+
+
+def launch_call(program: Program, launch: Launch) -> tuple[Kernel, tuple[str, ...]]:
+    """The kernel a renderer emits for `launch` and the buffers to pass it: the launched kernel
+    and args, or for an in-place launch its `inplace_variant` without the folded outputs."""
+    kernel = program.kernel_map[launch.kernel]
+    if not launch.inplace:
+        return kernel, launch.args
+    dropped = {q for _, q in launch.inplace}
+    args = tuple(a for i, a in enumerate(launch.args) if i not in dropped)
+    return inplace_variant(kernel, launch.inplace), args

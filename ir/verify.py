@@ -10,7 +10,8 @@ are in topological order (inputs defined earlier, or "" for an absent optional i
 registered; attributes are exactly what `OpDef.check_attrs` fills in (nothing unknown, nothing
 missing, defaults written out); output types have the shape and dtype `OpDef.infer_types` gives
 (quant and encoding are left to the passes that set them); constants' arrays agree with their
-types; graph outputs are defined.
+types; graph outputs are defined. A graph-valued attribute (the body of a `fused` node) is a
+scope of its own and is verified recursively, with errors naming the node that holds it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ def _check_node(index: int, node: Node, types: dict[str, TensorType]) -> None:
                 f"{where}: input {k} %{format_name(name)} is not defined before the node "
                 "(undefined value, or nodes out of topological order)"
             )
+    for k, v in node.attrs.items():  # nested bodies first: inference reads them
+        if isinstance(v, Graph):
+            try:
+                verify(v)
+            except VerifyError as e:
+                raise VerifyError(f"{where}: in its {k} graph: {e}") from e
     try:
         opdef = get_op(node.op)
         filled = opdef.check_attrs(node.attrs, loc=node.loc)
@@ -125,4 +132,6 @@ def _fits(v: AttrValue, kind: str) -> bool:
         return isinstance(v, bool)
     if kind == "dtype":
         return isinstance(v, DType)
+    if kind == "graph":
+        return isinstance(v, Graph)
     return True  # "any", or a kind this verifier does not know

@@ -6,6 +6,9 @@ into a `Program` (level 2); program passes take and return a `Program`. A pipeli
 
     "fold-constants,eliminate-dead-code,lower-to-loops,plan-memory{strategy=best-fit}"
 
+Option values may be comma lists (`fuse-epilogue{act=relu,clip}`): an item without `=` inside
+the braces continues the option before it.
+
 Passes keep no module-level mutable state: everything a run learns goes into the context
 (timings, dumps, reports), so pipelines can run in parallel in one process.
 """
@@ -136,11 +139,17 @@ def _split_pipeline(text: str) -> list[tuple[str, dict[str, str]]]:
             k = text.find("}", j)
             if k < 0:
                 raise PipelineError(f"pipeline {text!r}: unclosed '{{' after {name!r}")
+            last = ""
             for item in filter(None, (s.strip() for s in text[j + 1 : k].split(","))):
                 if "=" not in item:
-                    raise PipelineError(f"pass {name}: option {item!r} is not key=value")
+                    if not last:
+                        raise PipelineError(f"pass {name}: option {item!r} is not key=value")
+                    # a comma list value: `act=relu,clip` continues the option before it
+                    opts[last] += "," + item
+                    continue
                 key, val = item.split("=", 1)
-                opts[key.strip()] = val.strip()
+                last = key.strip()
+                opts[last] = val.strip()
             j = k + 1
         if name:
             out.append((name, opts))

@@ -16,7 +16,10 @@ from modelc.targets.registry import Target, register_target
 
 LIBRARY = "libmodel.so"
 PREFIX = "modelc"
-CPU_PIPELINE = "fold-constants,eliminate-dead-code,lower-to-loops,plan-memory"
+CPU_PIPELINE = (
+    "fold-qdq,fold-constants,canonicalize,fold-batchnorm,fuse-patterns,eliminate-dead-code,"
+    "fuse-epilogue,fuse-elementwise,reorder-for-memory,lower-to-loops,plan-memory"
+)
 
 
 def emit_c(program: Program, out: Path, options: Mapping[str, Any]) -> dict[str, Any]:

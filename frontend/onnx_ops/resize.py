@@ -1,4 +1,4 @@
-"""Resize and Upsample in nearest mode.
+"""Resize and Upsample.
 
 Nearest-neighbour resizing reads, along each resized axis, one input index per output index;
 those indices depend only on shapes and attributes, so they are computed here (in float32, as
@@ -6,7 +6,14 @@ onnxruntime does, so that ties round the same way) and the op becomes a constant
 per resized axis. The common case, an integer upscale that repeats every element k times, is a
 reshape -> expand -> reshape instead (a broadcast copy, no index loads).
 
-Linear and cubic modes interpolate, which needs an op the IR does not have: UnsupportedOpError.
+Linear and cubic modes become the IR's `resize` op, whose attributes are the static normal form
+this file computes: the full output shape, the float32 scale of every dim, and the modes. Both
+paths share the coordinate transform (`modelc.ir.ops.resize.coordinate`). antialias=1 and
+tf_crop_and_resize are UnsupportedOpError.
+
+Sizes and scales follow onnxruntime and the ONNX reference: with `sizes`, the scale of a dim is
+size / in (float32); with keep_aspect_ratio_policy (Resize-18) every resized axis takes the one
+common scale, and its size is round(scale * in).
 """
 
 from __future__ import annotations
@@ -19,32 +26,9 @@ import numpy as np
 from modelc.frontend.onnx_ops.common import axis as norm_axis
 from modelc.frontend.onnx_ops.node import OnnxNode
 from modelc.frontend.onnx_ops.registry import converter
+from modelc.ir.ops.resize import COORDINATE_MODES, coordinate
 
 F32 = np.float32
-
-
-def _coordinates(
-    mode: str, in_len: int, out_len: int, scale: np.float32
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """Output index -> input coordinate, by coordinate_transformation_mode (None: unknown)."""
-    half = F32(0.5)
-    if mode == "asymmetric":
-        return lambda x: x / scale
-    if mode == "half_pixel":
-        return lambda x: (x + half) / scale - half
-    if mode == "pytorch_half_pixel":
-        return lambda x: (x + half) / scale - half if out_len > 1 else np.zeros_like(x)
-    if mode == "tf_half_pixel_for_nn":
-        return lambda x: (x + half) / scale
-    if mode == "align_corners":
-        if out_len == 1:
-            return np.zeros_like
-        return lambda x: x * F32(in_len - 1) / F32(out_len - 1)
-    if mode == "half_pixel_symmetric":
-        adjustment = F32(out_len) / (scale * F32(in_len))
-        offset = F32(in_len) / F32(2) * (F32(1) - adjustment)
-        return lambda x: offset + (x + half) / scale - half
-    return None
 
 
 ROUNDING: dict[str, Callable[[np.ndarray, bool], np.ndarray]] = {
@@ -61,16 +45,12 @@ def _indices(
     n: OnnxNode, in_len: int, out_len: int, scale: float, coord_mode: str, nearest_mode: str
 ) -> np.ndarray:
     s = F32(scale)
-    coords = _coordinates(coord_mode, in_len, out_len, s)
-    if coords is None:
-        raise n.unsupported(
-            f"coordinate_transformation_mode {coord_mode!r} is not supported in nearest mode"
-        )
     rounding = ROUNDING.get(nearest_mode)
     if rounding is None:
         raise n.unsupported(f"nearest_mode {nearest_mode!r} is not an ONNX nearest_mode")
     with np.errstate(all="ignore"):
-        picked = rounding(coords(np.arange(out_len, dtype=F32)), bool(s < 1))
+        coords = coordinate(coord_mode, np.arange(out_len, dtype=F32), in_len, out_len, s, F32)
+        picked = rounding(np.asarray(coords, dtype=F32), bool(s < 1))
     return np.clip(picked, 0, max(in_len - 1, 0)).astype(np.int64)
 
 
@@ -96,6 +76,44 @@ def _emit(n: OnnxNode, picks: Sequence[np.ndarray]) -> str:
     return x
 
 
+def _full_shape(
+    n: OnnxNode, scales: Sequence[float] | None, sizes: Sequence[int] | None
+) -> tuple[list[int], list[float]]:
+    """(output shape, float32 scale per dim) from the scales or sizes input and Resize-18's axes
+    and keep_aspect_ratio_policy."""
+    shape = n.shape(0)
+    rank = len(shape)
+    axes = [norm_axis(n, a, rank, "axes entry") for a in n.ints_attr("axes", range(rank)) or []]
+    full_sizes, full_scales = list(shape), [1.0] * rank
+    if sizes is not None:
+        if len(sizes) != len(axes):
+            raise n.shape_error(f"sizes {list(sizes)} should have one entry per axis {axes}")
+        if any(shape[a] == 0 for a in axes):
+            raise n.shape_error(f"cannot resize the empty tensor {shape}")
+        policy = n.attr("keep_aspect_ratio_policy", "stretch")
+        if policy == "stretch":
+            for a, s in zip(axes, sizes):
+                full_sizes[a] = int(s)
+                full_scales[a] = float(F32(s) / F32(shape[a]))
+            return full_sizes, full_scales
+        if policy not in ("not_larger", "not_smaller"):
+            raise n.unsupported(f"keep_aspect_ratio_policy {policy!r} is not an ONNX policy")
+        ratios = [s / shape[a] for s, a in zip(sizes, axes)]
+        common = min(ratios) if policy == "not_larger" else max(ratios)
+        for a in axes:
+            full_sizes[a] = math.floor(common * shape[a] + 0.5)
+            full_scales[a] = float(F32(common))
+        return full_sizes, full_scales
+    if scales is None:
+        raise n.unsupported("needs scales or sizes")
+    if len(scales) != len(axes) or any(not s > 0 for s in scales):
+        raise n.shape_error(f"scales {list(scales)} should be one positive scale per axis {axes}")
+    for a, s in zip(axes, scales):
+        full_scales[a] = float(F32(s))
+    full_sizes = [int(np.floor(F32(d) * F32(s))) for d, s in zip(shape, full_scales)]
+    return full_sizes, full_scales
+
+
 def _resize(
     n: OnnxNode,
     scales: Sequence[float] | None,
@@ -104,34 +122,25 @@ def _resize(
     nearest_mode: str,
 ) -> str:
     mode = n.attr("mode", "nearest")
-    if mode != "nearest":
-        raise n.unsupported(f"mode {mode!r} is not supported (modelc resizes in nearest mode only)")
+    if mode not in ("nearest", "linear", "cubic") or (mode == "cubic" and n.opset < 11):
+        raise n.unsupported(f"mode {mode!r} is not an interpolation mode of this op version")
+    if coord_mode not in COORDINATE_MODES:
+        raise n.unsupported(f"coordinate_transformation_mode {coord_mode!r} is not supported")
     shape = n.shape(0)
-    rank = len(shape)
-    axes = [norm_axis(n, a, rank, "axes entry") for a in n.ints_attr("axes", range(rank)) or []]
-    if sizes is not None:
-        if len(sizes) != len(axes):
-            raise n.shape_error(f"sizes {list(sizes)} should have one entry per axis {axes}")
-        ratios = [s / shape[a] for s, a in zip(sizes, axes)]
-        policy = n.attr("keep_aspect_ratio_policy", "stretch")
-        if policy != "stretch":
-            if policy not in ("not_larger", "not_smaller"):
-                raise n.unsupported(f"keep_aspect_ratio_policy {policy!r} is not an ONNX policy")
-            common = min(ratios) if policy == "not_larger" else max(ratios)
-            sizes = [math.floor(common * shape[a] + 0.5) for a in axes]
-        full_sizes, full_scales = list(shape), [1.0] * rank
-        for a, s in zip(axes, sizes):
-            full_sizes[a] = int(s)
-            full_scales[a] = float(F32(s) / F32(shape[a]))
-    elif scales is not None:
-        if len(scales) != len(axes) or any(s <= 0 for s in scales):
-            raise n.shape_error(f"scales {list(scales)} should be one positive scale per axis")
-        full_scales = [1.0] * rank
-        for a, s in zip(axes, scales):
-            full_scales[a] = float(s)
-        full_sizes = [int(np.floor(F32(d) * F32(s))) for d, s in zip(shape, full_scales)]
-    else:
-        raise n.unsupported("needs scales or sizes")
+    full_sizes, full_scales = _full_shape(n, scales, sizes)
+    if mode != "nearest":
+        if n.attr("antialias", 0):
+            raise n.unsupported(f"antialias=1 ({mode} mode) is not supported")
+        return n.op(
+            "resize",
+            n.input(0),
+            mode=mode,
+            sizes=full_sizes,
+            scales=full_scales,
+            coordinate_transformation_mode=coord_mode,
+            cubic_coeff_a=n.attr("cubic_coeff_a", -0.75),
+            exclude_outside=bool(n.attr("exclude_outside", 0)),
+        )
     # An axis that keeps its size at scale 1 is left alone (in tf_half_pixel_for_nn the formula
     # would shift it by half a pixel; onnxruntime does not resize such axes either).
     picks = [
@@ -150,7 +159,8 @@ def _floats(data: np.ndarray | None) -> list[float] | None:
 
 @converter("Upsample", since=9)
 def upsample(n: OnnxNode) -> list[str]:
-    """Upsample-9/10: scales is an input; asymmetric coordinates, onnxruntime's rounding."""
+    """Upsample-9/10: scales is an input; nearest or linear mode, asymmetric coordinates,
+    onnxruntime's rounding."""
     scales = _floats(n.const(1, "scales"))
     return [_resize(n, scales, None, "asymmetric", "simple")]
 
@@ -164,8 +174,10 @@ def resize_10(n: OnnxNode) -> list[str]:
 
 @converter("Resize", since=11)
 def resize_11(n: OnnxNode) -> list[str]:
-    """Resize-11+: inputs (X, roi, scales, sizes); scales or sizes given; Resize-18 adds axes and
-    keep_aspect_ratio_policy."""
+    """Resize-11+: inputs (X, roi, scales, sizes); scales or sizes given; cubic mode with
+    cubic_coeff_a and exclude_outside; Resize-13 makes roi and scales optional; Resize-18 adds
+    axes, keep_aspect_ratio_policy and antialias (0 only); Resize-19 half_pixel_symmetric. Later
+    versions read the attributes they have, so one converter serves them all."""
     coord_mode = n.attr("coordinate_transformation_mode", "half_pixel")
     if coord_mode == "tf_crop_and_resize":
         raise n.unsupported("coordinate_transformation_mode 'tf_crop_and_resize' is not supported")

@@ -1,13 +1,25 @@
 """Op definitions. Importing this package registers every op; one module per family."""
 
 from modelc.ir.ops import (  # noqa: F401
+    arith,
+    attention,
+    conv_transpose,
     elementwise,
+    fused,
     linalg,
     nn,
+    norm,
     pool,
+    quant,
+    quant_conv,
+    quant_matmul,
     reduce,
+    resize,
+    scan,
     tensor,
     tensor_concat,
     tensor_gather,
     tensor_pad,
+    tensor_scatter,
+    topk,
 )

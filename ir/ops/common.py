@@ -119,3 +119,47 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
     for d in range(len(shape) - 2, -1, -1):
         strides[d] = strides[d + 1] * int(shape[d + 1])
     return tuple(strides)
+
+
+def unravel(flat: Expr, shape: Sequence[int]) -> list[Expr]:
+    """Per-dim index of the row-major `flat` index into `shape` (a dim of size 1 gets the
+    constant 0, the outermost dim no modulo). For epilogues and fused bodies that need a
+    broadcast operand's index where only a flat index is at hand; unused entries cost nothing."""
+    strides = row_major_strides(shape)
+    out: list[Expr] = []
+    for d, (extent, stride) in enumerate(zip(shape, strides)):
+        if extent == 1:
+            out.append(L.Const(0))
+            continue
+        e = L.div(flat, stride)
+        out.append(e if d == 0 else L.mod(e, extent))
+    return out
+
+
+def pointwise_kernel(
+    req: LowerRequest,
+    shape: Sequence[int],
+    body_fn: Callable[[Expr, list[Expr]], Stmt],
+    *,
+    flat: bool,
+    inner_work: int = 1,
+    info: tuple[tuple[str, int | str], ...] = (),
+) -> Kernel:
+    """One pass over the elements of `shape`, running `body_fn(flat index, per-dim index)` per
+    element: `elementwise_kernel` generalized to bodies that load any inputs and store several
+    outputs (a fused elementwise group). `flat=True` makes one flat loop (right when no operand
+    needs a per-dim index: the fastest form); otherwise the loop nest runs over `shape`.
+    `inner_work` (operations per element) decides whether the nest is worth a thread fork."""
+    if flat:
+        size = int(np.prod(shape)) if len(shape) else 1
+
+        def flat_body(idx: list[Expr]) -> Stmt:
+            i = idx[0] if idx else L.Const(0)
+            return body_fn(i, unravel(i, shape))
+
+        nest = parallel_nest((size,) if len(shape) else (), flat_body, req.schedule, inner_work)
+    else:
+        nest = parallel_nest(
+            shape, lambda idx: body_fn(L.flat_index(idx, shape), idx), req.schedule, inner_work
+        )
+    return Kernel(req.kernel_name, params_for(req), nest, info or (("op", req.node.op),))

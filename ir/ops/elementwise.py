@@ -16,7 +16,7 @@ import numpy as np
 from modelc.errors import ShapeError
 from modelc.ir import loop as L
 from modelc.ir.attrs import Attrs
-from modelc.ir.dtypes import DType, boolean
+from modelc.ir.dtypes import DType, boolean, i64
 from modelc.ir.loop import Expr
 from modelc.ir.opdef import (
     BROADCAST,
@@ -216,7 +216,24 @@ def _cast_np(xs: Sequence[np.ndarray | None], a: Attrs) -> list[np.ndarray]:
     with np.errstate(all="ignore"):
         if to.is_int and x.dtype.kind == "f":
             x = np.trunc(x)  # C conversion truncates toward zero
+        if to.bits == 4:
+            # Sub-byte integers wrap like every narrowing integer conversion (two's complement
+            # for i4): -9 -> 7, 16 -> 0. NaN and values outside int64 are undefined (here 0).
+            v = np.where(np.isfinite(x), x, 0).astype(np.int64) if x.dtype.kind == "f" else x
+            v = np.asarray(v).astype(np.int64) & 15
+            return [(v if to.kind == "uint" else (v ^ 8) - 8).astype(to.numpy)]
         return [x.astype(to.numpy)]
+
+
+def _cast_scalar(to: DType, x: Expr) -> Expr:
+    """The loop-IR conversion: a C cast, except into 4-bit integers (one per byte in memory),
+    which keeps the low 4 bits, sign-extended for i4, exactly as the reference does."""
+    if to.bits != 4 or x.dtype == to:
+        return L.cast(to, x)
+    low = L.BinOp("&", L.cast(i64, x), L.Const(15, i64))
+    if to.kind == "int":
+        low = L.sub(L.BinOp("^", low, L.Const(8, i64)), L.Const(8, i64))
+    return L.cast(to, low)
 
 
 register_op(
@@ -226,8 +243,13 @@ register_op(
         reference=_cast_np,
         attrs={"to": AttrSpec("dtype")},
         traits=frozenset({ELEMENTWISE}),
-        lower=lambda req: elementwise_kernel(req, lambda xs: L.cast(req.node.attrs["to"], xs[0])),
-        scalar=lambda xs, a, dt: L.cast(a["to"], xs[0]),
+        lower=lambda req: elementwise_kernel(
+            req, lambda xs: _cast_scalar(req.node.attrs["to"], xs[0])
+        ),
+        scalar=lambda xs, a, dt: _cast_scalar(a["to"], xs[0]),
+        doc="Element type conversion with C semantics: float -> int truncates toward zero, "
+        "narrowing integer conversions wrap (also into i4 / u4: -9 -> 7 as i4); float -> int "
+        "outside the target's range is undefined, as in ONNX.",
     )
 )
 

@@ -5,7 +5,8 @@ zero the row, then for each k load a[i, k] once and sweep the contiguous row b[k
 contiguous output row. The inner loop is unit-stride on both sides, so gcc -O3 vectorizes it
 without reassociating any float sum. A matrix-vector product (N == 1) accumulates in a register
 instead. Tiling for cache reuse is a schedule for later; the structure keeps the rows explicit
-so a tuner can block them.
+so a tuner can block them. A fused epilogue (bias, activation, residual) runs over each row as
+soon as the row is complete, while it is in cache.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from modelc.ir import loop as L
 from modelc.ir.attrs import Attrs
 from modelc.ir.loop import Expr, Kernel, Stmt, Var
 from modelc.ir.opdef import OUT_FUSABLE, LowerRequest, OpDef, register_op
-from modelc.ir.ops.common import broadcast_index, broadcast_shapes, params_for, same_dtype
+from modelc.ir.ops.common import (
+    broadcast_index,
+    broadcast_shapes,
+    params_for,
+    same_dtype,
+    unravel,
+)
 from modelc.ir.types import TensorType
 
 
@@ -78,6 +85,19 @@ def _batch_offset(
     return L.mul(broadcast_index(idx, operand_batch, len(batch)), matrix)
 
 
+def _out_dims(
+    r: Expr, j: Expr, batch: tuple[int, ...], m: int, a_rank: int, b_rank: int
+) -> list[Expr]:
+    """Per-dim index of output element (row r, column j) for an epilogue: the batch index, then
+    the row within the matrix and the column, each only where the output has that dim."""
+    dims = unravel(L.div(r, m), batch) if batch else []
+    if a_rank > 1:
+        dims.append(L.mod(r, m) if m > 1 else L.Const(0))
+    if b_rank > 1:
+        dims.append(j)
+    return dims
+
+
 def _lower_matmul(req: LowerRequest) -> Kernel:
     a_t, b_t = req.in_types
     dt = req.out_types[0].dtype
@@ -103,12 +123,13 @@ def _lower_matmul(req: LowerRequest) -> Kernel:
             L.Const(k),
             L.Store("acc", L.Const(0), L.add(acc, L.mul(a_val, L.Load("in1", L.add(bo, kk), dt)))),
         )
+        if req.epilogue is None:
+            store = L.Store("out0", co, acc)
+        else:
+            dims = _out_dims(r, L.Const(0), batch, m, len(a_t.shape), len(b_t.shape))
+            store = req.epilogue(co, dims, acc)
         row: Stmt = L.Allocate(
-            "acc",
-            dt,
-            1,
-            "register",
-            L.seq(L.Store("acc", L.Const(0), zero), dot, L.Store("out0", co, acc)),
+            "acc", dt, 1, "register", L.seq(L.Store("acc", L.Const(0), zero), dot, store)
         )
     else:
         vec = "vectorized" if req.schedule.vectorize else "serial"
@@ -124,6 +145,10 @@ def _lower_matmul(req: LowerRequest) -> Kernel:
             L.Let(av, a_val, L.For(j, L.Const(0), L.Const(n), update, vec)),
         )
         row = L.seq(fill, sweep)
+        if req.epilogue is not None:
+            dims = _out_dims(r, j, batch, m, len(a_t.shape), len(b_t.shape))
+            done = req.epilogue(out, dims, L.Load("out0", out, dt))
+            row = L.seq(row, L.For(j, L.Const(0), L.Const(n), done, vec))
     body = L.Let(ao, a_off, L.Let(bo, b_off, L.Let(co, L.mul(r, n), row)))
     kind = "parallel" if req.schedule.parallel and rows > 1 else "serial"
     nest = L.For(r, L.Const(0), L.Const(rows), body, kind, (("work", macs),))

@@ -23,7 +23,7 @@ from modelc.ir import loop as L
 from modelc.ir.attrs import Attrs
 from modelc.ir.loop import Expr, Kernel, Stmt, Var
 from modelc.ir.opdef import OUT_FUSABLE, AttrSpec, LowerRequest, OpDef, register_op
-from modelc.ir.ops.common import params_for, same_dtype
+from modelc.ir.ops.common import params_for, same_dtype, unravel
 from modelc.ir.ops.window import (
     Window,
     out_loops,
@@ -132,7 +132,11 @@ def _conv_ref(xs: Sequence[np.ndarray | None], a: Attrs) -> list[np.ndarray]:
 
 def _lower_conv(req: LowerRequest) -> Kernel:
     """for each (n, oc): fill the output plane with the bias; for ic, taps: wv = w[oc, ic, tap];
-    for outputs the tap reads real input for: out[oc, o] += wv * x[ic, o*s + tap*dil - pad]."""
+    for outputs the tap reads real input for: out[oc, o] += wv * x[ic, o*s + tap*dil - pad].
+
+    With an epilogue (fuse-epilogue), one more sweep over the finished plane applies it in place
+    while the plane is still in cache: bias, activation and residual cost no extra kernel and no
+    second trip through memory."""
     x_t, w_t = req.in_types[0], req.in_types[1]
     has_bias = len(req.in_types) > 2
     geo = conv_window(x_t.shape, w_t.shape, req.node.attrs)
@@ -166,7 +170,12 @@ def _lower_conv(req: LowerRequest) -> Kernel:
         fill = L.For(p, L.Const(0), L.Const(osz), L.Store("out0", ob + p, init), vec)
         group = L.mul(L.div(m_e, mg), cg) if g > 1 else L.Const(0)
         group_base = L.mul(L.add(L.mul(n_e, c), group), isz)
-        return L.Let(ob, L.mul(nm, osz), L.Let(xg, group_base, L.seq(fill, taps)))
+        plane = L.seq(fill, taps)
+        if req.epilogue is not None:
+            dims = [n_e, m_e, *unravel(p, geo.out_size)]
+            done = req.epilogue(ob + p, dims, L.Load("out0", ob + p, dt))
+            plane = L.seq(plane, L.For(p, L.Const(0), L.Const(osz), done, vec))
+        return L.Let(ob, L.mul(nm, osz), L.Let(xg, group_base, plane))
 
     nest = channel_loop(req, n, m, macs, channel, name="nm")
     info = (("op", "conv"), ("macs", macs))

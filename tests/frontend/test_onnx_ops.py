@@ -3,15 +3,23 @@ interpreter, compared with onnxruntime (atol / rtol 1e-4). The cases live in onn
 
 from __future__ import annotations
 
+import onnx_cases_detect
 import onnx_cases_math
+import onnx_cases_quant
 import onnx_cases_tensor
 import pytest
 from onnx_testing import Case, check_model
 
 from modelc.frontend.onnx_ops.registry import lookup, supported_ops
 
-CASES: dict[str, Case] = {**onnx_cases_math.CASES, **onnx_cases_tensor.CASES}
-assert len(CASES) == len(onnx_cases_math.CASES) + len(onnx_cases_tensor.CASES)
+CASE_TABLES = (
+    onnx_cases_math.CASES,
+    onnx_cases_tensor.CASES,
+    onnx_cases_quant.CASES,
+    onnx_cases_detect.CASES,
+)
+CASES: dict[str, Case] = {k: v for table in CASE_TABLES for k, v in table.items()}
+assert len(CASES) == sum(len(table) for table in CASE_TABLES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
