@@ -39,6 +39,9 @@ TRAITS = frozenset(
 )
 
 REQUIRED = object()
+# Default of an attribute added after graphs existed without it: when absent it stays absent
+# (the op reads its documented default), so older graphs, goldens and printed text are unchanged.
+OMITTED = object()
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class OpDef:
                 full[k] = attrs[k]
             elif spec.default is REQUIRED:
                 raise VerifyError(f"op {self.name}{where}: missing attribute {k!r}")
+            elif spec.default is OMITTED:
+                continue
             else:
                 full[k] = spec.default
         return Attrs(full)

@@ -52,7 +52,8 @@ def _channels(m: Match, rw: Rewriter, anchor: Node) -> tuple[int, int] | None:
     if w is None or w.dtype.kind != "f" or not out.dtype.is_float:
         return None
     if anchor.op == "conv":
-        return 1, out.shape[1]
+        # a channels-last conv (layout pass) packs its weight [*K, C/g, M]: not folded here
+        return (1, out.shape[1]) if anchor.attrs.get("layout", "nchw") == "nchw" else None
     if w.ndim < 2 or out.rank < 2:  # 1-D W drops the feature dim
         return None
     return out.rank - 1, out.shape[-1]

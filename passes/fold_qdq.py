@@ -272,8 +272,9 @@ class _Rewriter:
             p, bias_dq = self._matmul_bias(p)  # type: ignore[assignment]
             if p is None:
                 return None
-        if p.op == "conv":
-            return self._conv(q, p, clamp)
+        if p.op == "conv":  # qconv is NCHW only: a channels-last conv stays float
+            nchw = p.attrs.get("layout", "nchw") == "nchw"
+            return self._conv(q, p, clamp) if nchw else None
         if p.op == "matmul":
             return self._matmul(q, p, bias_dq, clamp)
         return None

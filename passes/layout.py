@@ -1,23 +1,27 @@
 """layout: choose the tensor layout of spatial regions (NCHW or NHWC) and remove the transposes
 that layout changes leave between them.
 
-`layout{format=nhwc}` is meant to run conv / pool regions channels-last where the target prefers
-it (`ctx.capabilities.preferred_layout`): transposes at the region borders, constant weights
-re-packed at compile time, and adjacent transpose pairs cancelled. What it does today:
+`layout{format=nhwc}` runs conv / pool regions channels-last, where the target prefers it
+(`ctx.capabilities.preferred_layout`) or a pipeline asks for it:
 
 - NCHW (`format=nchw`, or the default on a target without `preferred_layout`, such as `cpu`):
   nothing; the graph is already NCHW.
-- NHWC: the spatial ops that would anchor a channels-last region (`SPATIAL_OPS`) only take NCHW:
-  their op definitions have no `layout` attribute, and their lowerings (ir/ops/nn.py, pool.py)
-  index NCHW. The pass converts an anchor only where its op declares a `layout` attribute, so
-  today it converts none and says so in its report (`ctx.reports["layout"]["nchw_only"]`); it
-  adds no attribute to ops whose lowerings would ignore it.
-- Both regions' borders and imported graphs meet the part that works for every op already:
-  moving transposes down through layout-agnostic ops so that pairs meet and cancel. A graph
-  converted from a channels-last framework (tf2onnx writes Transpose -> Conv -> Transpose around
-  every conv, with activations, residual adds and concats in between) loses the transposes
-  between its convs. Sinking a transpose past an op with a constant operand transposes that
-  constant at compile time (folded, never a run-time kernel).
+- NHWC, first phase (`to-nhwc`): every conv, max_pool and avg_pool (the `SPATIAL_OPS` whose
+  op declares a `layout` attribute) becomes its `layout="nhwc"` form between two transposes,
+  transpose(x, to_last) -> op -> transpose(y, to_first); a conv's weight is re-packed from
+  [M, C/g, *K] to [*K, C/g, M] (folded at compile time when it is a constant, else a transpose
+  the graph keeps). The other spatial ops (batch_norm, lrn, resize, ...) stay NCHW and are
+  reported (`ctx.reports["layout"]["nchw_only"]`). There is no cost model: every anchor is
+  converted, so one boxed in by NCHW-only ops pays its two border transposes (run
+  fold-batchnorm first so batch norms do not split regions).
+- NHWC, second phase: the part that works for every op, moving transposes down through
+  layout-agnostic ops so that pairs meet and cancel. Between two converted ops the first one's
+  to_first transpose sinks through the activations, residual adds and concats between them and
+  cancels with the second one's to_last, so a region keeps only the transposes at its borders.
+  A graph converted from a channels-last framework (tf2onnx writes Transpose -> Conv ->
+  Transpose around every conv) loses its transposes the same way. Sinking a transpose past an
+  op with a constant operand transposes that constant at compile time (folded, never a
+  run-time kernel).
 
 The sinking rules are a table like canonicalize's, run with canonicalize's transpose rules
 (compose, cancel, identity) and constant folding to a fixpoint. A transpose moves only when it
@@ -34,6 +38,8 @@ import numpy as np
 
 from modelc.ir.graph import Graph, Node
 from modelc.ir.opdef import BROADCAST, ELEMENTWISE, get_op
+from modelc.ir.ops.nn import nhwc_weight_perm
+from modelc.ir.ops.window import to_first, to_last
 from modelc.passes.canonicalize import RULES as CANONICAL_RULES
 from modelc.passes.patterns import ANY_OP, Match, const, either, op, var
 from modelc.passes.registry import Pass, PassContext, register_pass
@@ -203,6 +209,38 @@ SINK_RULES: tuple[Rule, ...] = (
 RULES: tuple[Rule, ...] = tuple(r for r in CANONICAL_RULES if r.name in _REUSED) + SINK_RULES
 
 
+def _to_nhwc(m: Match, rw: Rewriter) -> Replacement | None:
+    """op(x, w?, b?) -> to_first(op_nhwc(to_last(x), pack(w)?, b?)); the bias is per channel in
+    either layout. A constant weight is packed now, so no run-time transpose is left for it."""
+    root = m.root
+    rank = rw.type(root.inputs[0]).rank
+    x = rw.add_node("transpose", [root.inputs[0]], {"perm": to_last(rank)})
+    inputs = [x, *root.inputs[1:]]
+    if root.op == "conv":
+        perm = nhwc_weight_perm(rank)
+        w = rw.constant(root.inputs[1])
+        if w is not None:
+            inputs[1] = rw.add_const(np.ascontiguousarray(w.transpose(perm)), root.inputs[1])
+        else:
+            inputs[1] = rw.add_node("transpose", [root.inputs[1]], {"perm": perm})
+    y = rw.add_node(root.op, inputs, {**root.attrs, "layout": "nhwc"}, hint=root.output.name)
+    return rw.add_node("transpose", [y], {"perm": to_first(rank)})
+
+
+def _nchw_anchor(n: Node) -> bool:
+    return supports_nhwc(n.op) and n.attrs.get("layout", "nchw") == "nchw"
+
+
+CONVERT_RULES: tuple[Rule, ...] = (
+    Rule(
+        "to-nhwc",
+        op(("conv", "max_pool", "avg_pool"), var("x"), variadic=True, where=_nchw_anchor),
+        _to_nhwc,
+        "op(x, w) -> T^-1(op_nhwc(T(x), w packed [*K, C/g, M])) for conv, max_pool, avg_pool",
+    ),
+)
+
+
 def supports_nhwc(op_name: str) -> bool:
     """Whether an op can run channels-last: its definition declares a `layout` attribute
     (the op owner's lowering then indexes either layout)."""
@@ -226,9 +264,10 @@ class Layout(Pass):
             return graph
         anchors = Counter(n.op for n in graph.nodes if n.op in SPATIAL_OPS)
         nchw_only = {k: v for k, v in sorted(anchors.items()) if not supports_nhwc(k)}
-        out, fired = apply_rules(graph, RULES)
-        ctx.report(self.name, format=fmt, nchw_only=nchw_only, **fired)
+        converted, fired = apply_rules(graph, CONVERT_RULES)
+        out, sunk = apply_rules(converted, RULES)
+        ctx.report(self.name, format=fmt, nchw_only=nchw_only, **fired, **sunk)
         return out
 
 
-__doc__ = (__doc__ or "") + "\nRules:\n\n" + rule_table(RULES)
+__doc__ = (__doc__ or "") + "\nRules:\n\n" + rule_table(CONVERT_RULES + RULES)

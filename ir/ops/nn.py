@@ -1,4 +1,5 @@
-"""Neural-network ops over NC... tensors: conv, batch_norm (inference) and lrn.
+"""Neural-network ops over NC... tensors: conv, batch_norm (inference) and lrn; conv also runs
+channels-last (`layout="nhwc"`, set by the `layout` pass).
 
 Pooling lives in `pool.py`; the window geometry conv and pooling share (output sizes, pads,
 padding-free loop bounds) lives in `window.py`.
@@ -9,6 +10,12 @@ are "plane sweeps": for each output channel the kernel loops sit outside the out
 so the innermost loop walks one output row and one input row with a loop-invariant weight, and
 with stride 1 gcc -O3 vectorizes it. Output ranges are clipped per tap (`window.out_range`), so
 padding costs no branch in the inner loop.
+
+The NHWC conv is a direct convolution per output pixel instead: its inner loop runs over the
+output channels with the weight packed [*K, C/g, M], so it is contiguous and vectorizes for any
+geometry (the plane sweep only vectorizes with stride 1); the per-tap padding check sits
+outside that loop. Its `layout` attribute defaults by omission (`OMITTED`): NCHW graphs keep
+their printed form.
 """
 
 from __future__ import annotations
@@ -22,14 +29,19 @@ from modelc.errors import ShapeError, UnsupportedTypeError
 from modelc.ir import loop as L
 from modelc.ir.attrs import Attrs
 from modelc.ir.loop import Expr, Kernel, Stmt, Var
-from modelc.ir.opdef import OUT_FUSABLE, AttrSpec, LowerRequest, OpDef, register_op
+from modelc.ir.opdef import OMITTED, OUT_FUSABLE, AttrSpec, LowerRequest, OpDef, register_op
 from modelc.ir.ops.common import params_for, same_dtype, unravel
 from modelc.ir.ops.window import (
     Window,
+    layout_of,
     out_loops,
+    pixel_loops,
+    pixel_taps,
     range_loop,
     tap_loops,
     tap_offset,
+    to_first,
+    to_last,
     window,
     windows,
 )
@@ -78,7 +90,41 @@ def conv_window(x_shape: Sequence[int], w_shape: Sequence[int], a: Attrs) -> Win
     return window("conv", x_shape[2:], w_shape[2:], a["strides"], a["dilations"], a["pads"])
 
 
+def nhwc_weight_perm(rank: int) -> tuple[int, ...]:
+    """Permutation packing an NCHW conv weight [M, C/g, *K] into the NHWC one [*K, C/g, M]:
+    output channels last, so the kernel's inner loop over them reads it contiguously."""
+    return (*range(2, rank), 1, 0)
+
+
+def _nchw_types(types: Sequence[TensorType | None]) -> list[TensorType | None]:
+    """An NHWC conv's operand types as the NCHW conv they compute (x to NC..., w unpacked)."""
+    x, w = types[0], types[1]
+    assert x is not None and w is not None
+    unpack = tuple(int(i) for i in np.argsort(nhwc_weight_perm(w.rank)))
+    return [
+        TensorType(tuple(x.shape[i] for i in to_first(x.rank)), x.dtype),
+        TensorType(tuple(w.shape[i] for i in unpack), w.dtype),
+        *types[2:],
+    ]
+
+
 def _infer_conv(types: Sequence[TensorType | None], a: Attrs) -> list[TensorType]:
+    if layout_of(a, "conv") == "nhwc":
+        x, w = types[0], types[1]
+        assert x is not None and w is not None
+        if x.rank < 3 or w.rank != x.rank:
+            raise ShapeError(
+                f"conv (nhwc): input {x.shape} needs rank >= 3 and the weight {w.shape} its rank"
+            )
+        try:
+            (y,) = _infer_nchw_conv(_nchw_types(types), a)
+        except ShapeError as e:
+            raise ShapeError(f"{e} (nhwc conv; shapes shown in NCHW order)") from e
+        return [TensorType(tuple(y.shape[i] for i in to_last(y.rank)), y.dtype)]
+    return _infer_nchw_conv(types, a)
+
+
+def _infer_nchw_conv(types: Sequence[TensorType | None], a: Attrs) -> list[TensorType]:
     x, w = types[0], types[1]
     b = types[2] if len(types) > 2 else None
     assert x is not None and w is not None
@@ -110,6 +156,12 @@ def _conv_ref(xs: Sequence[np.ndarray | None], a: Attrs) -> list[np.ndarray]:
     batched matmul with the (G, Mg, Cg*K) weights; float32 in, float32 accumulation (BLAS)."""
     x, w, b = (list(xs) + [None])[:3]
     assert x is not None and w is not None
+    if layout_of(a, "conv") == "nhwc":  # the NCHW reference on transposed operands
+        unpack = tuple(int(i) for i in np.argsort(nhwc_weight_perm(w.ndim)))
+        xn = np.ascontiguousarray(x.transpose(to_first(x.ndim)))
+        nchw = Attrs({k: v for k, v in a.items() if k != "layout"})
+        (y,) = _conv_ref([xn, np.ascontiguousarray(w.transpose(unpack)), b], nchw)
+        return [np.ascontiguousarray(y.transpose(to_last(y.ndim)))]
     geo = conv_window(x.shape, w.shape, a)
     n, c = x.shape[:2]
     m, g = w.shape[0], int(a["group"])
@@ -131,6 +183,12 @@ def _conv_ref(xs: Sequence[np.ndarray | None], a: Attrs) -> list[np.ndarray]:
 
 
 def _lower_conv(req: LowerRequest) -> Kernel:
+    if layout_of(req.node.attrs, "conv") == "nhwc":
+        return _lower_conv_nhwc(req)
+    return _lower_conv_nchw(req)
+
+
+def _lower_conv_nchw(req: LowerRequest) -> Kernel:
     """for each (n, oc): fill the output plane with the bias; for ic, taps: wv = w[oc, ic, tap];
     for outputs the tap reads real input for: out[oc, o] += wv * x[ic, o*s + tap*dil - pad].
 
@@ -182,6 +240,82 @@ def _lower_conv(req: LowerRequest) -> Kernel:
     return Kernel(req.kernel_name, params_for(req), nest, info)
 
 
+def _lower_conv_nhwc(req: LowerRequest) -> Kernel:
+    """Channels-last direct conv: for each output pixel, fill its M channels with the bias;
+    for each tap that reads real input and each input channel ic: xv = x[pixel', ic];
+    out[pixel, m] += xv * w[tap, ic, m] over the contiguous m (the packed weight row), which
+    gcc vectorizes whatever the stride, padding or dilation. A group's channels are one
+    contiguous slice of m; depthwise convs (C/g = 1) run the m loop over all groups at once,
+    reading x[pixel', m / (M/g)] (just m without a channel multiplier).
+
+    With an epilogue, one more sweep over the pixel's M channels applies it while they are in
+    L1; `dims` are the output's NHWC indices (n, *o, m)."""
+    x_t, w_t = req.in_types[0], req.in_types[1]
+    has_bias = len(req.in_types) > 2
+    r = x_t.rank
+    geo = window(
+        "conv",
+        x_t.shape[1:-1],
+        w_t.shape[: r - 2],
+        req.node.attrs["strides"],
+        req.node.attrs["dilations"],
+        req.node.attrs["pads"],
+    )
+    dt = x_t.dtype
+    n, c = x_t.shape[0], x_t.shape[-1]
+    cg, m = w_t.shape[-2], w_t.shape[-1]
+    g = c // cg
+    mg = m // g
+    isz, ksz, osz = math.prod(geo.in_size), math.prod(geo.kernel), math.prod(geo.out_size)
+    macs = n * m * osz * cg * ksz
+    ob, xk, wk, xv = Var("ob"), Var("xk"), Var("wk"), Var("xv", dt)
+    mm, ic, gi = Var("m"), Var("ic"), Var("gi")
+    vec = loop_kind(req, m, vector=True)
+
+    def mac(out_idx: Expr, xval: Expr, w_idx: Expr) -> Stmt:
+        acc = L.Load("out0", out_idx, dt)
+        return L.Store("out0", out_idx, L.add(acc, L.mul(xval, L.Load("in1", w_idx, dt))))
+
+    def pixel(n_e: Expr, os_: list[Expr], pix: Expr) -> Stmt:
+        def per_tap(ks: list[Expr], in_pix: Expr) -> Stmt:
+            tap = L.flat_index(ks, geo.kernel)
+            if cg == 1:  # depthwise (with any channel multiplier): one loop over every m
+                x_idx = L.add(xk, mm if mg == 1 else L.div(mm, mg))
+                sweep: Stmt = L.For(
+                    mm, L.Const(0), L.Const(m), mac(ob + mm, L.Load("in0", x_idx, dt), wk + mm), vec
+                )
+                return L.Let(wk, L.mul(tap, m), sweep)
+            in_ch: Expr = ic if g == 1 else L.add(L.mul(gi, cg), ic)
+            first: Expr = L.Const(0) if g == 1 else L.mul(gi, mg)
+            row = L.add(L.mul(L.add(L.mul(tap, cg), ic), m), first)
+            inner = L.For(mm, L.Const(0), L.Const(mg), mac(ob + first + mm, xv, wk + mm), vec)
+            body: Stmt = L.For(
+                ic,
+                L.Const(0),
+                L.Const(cg),
+                L.Let(xv, L.Load("in0", L.add(xk, in_ch), dt), L.Let(wk, row, inner)),
+            )
+            if g > 1:
+                body = L.For(gi, L.Const(0), L.Const(g), body)
+            return body
+
+        def per_tap_at(ks: list[Expr], in_pix: Expr) -> Stmt:
+            base = L.mul(L.add(L.mul(n_e, isz), in_pix), c)
+            return L.Let(xk, base, per_tap(ks, in_pix))
+
+        init = L.Load("in2", mm, dt) if has_bias else L.Const(0.0, dt)
+        fill = L.For(mm, L.Const(0), L.Const(m), L.Store("out0", ob + mm, init), vec)
+        body = L.seq(fill, pixel_taps(geo, os_, per_tap_at))
+        if req.epilogue is not None:
+            done = req.epilogue(ob + mm, [n_e, *os_, mm], L.Load("out0", ob + mm, dt))
+            body = L.seq(body, L.For(mm, L.Const(0), L.Const(m), done, vec))
+        return L.Let(ob, L.mul(pix, m), body)
+
+    nest = pixel_loops(n, geo, loop_kind(req, n * geo.out_size[0]), macs, pixel)
+    info = (("op", "conv"), ("macs", macs), ("layout", "nhwc"))
+    return Kernel(req.kernel_name, params_for(req), nest, info)
+
+
 register_op(
     OpDef(
         name="conv",
@@ -192,11 +326,18 @@ register_op(
             "pads": AttrSpec("ints", doc="all begins, then all ends"),
             "dilations": AttrSpec("ints", doc="one per spatial dim"),
             "group": AttrSpec("int", 1),
+            "layout": AttrSpec(
+                "str",
+                OMITTED,
+                doc='"nchw" (default, omitted) or "nhwc": x[N,*I,C], w[*K,C/group,M], out[N,*O,M]',
+            ),
         },
         num_inputs=(2, 3),
         traits=frozenset({OUT_FUSABLE}),
         lower=_lower_conv,
-        doc="N-d convolution (cross-correlation) x[N,C,*I] * w[M,C/group,*K] + b[M].",
+        doc="N-d convolution (cross-correlation) x[N,C,*I] * w[M,C/group,*K] + b[M]; with "
+        'layout="nhwc" channels-last x[N,*I,C] * w[*K,C/group,M] + b[M] -> [N,*O,M] (the '
+        "weight packed output-channels-last so the kernel's inner loop reads it contiguously).",
     )
 )
 

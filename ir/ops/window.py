@@ -5,14 +5,15 @@ windows with strides, dilations and begin/end pads, and ONNX output sizes (with 
 window must start inside the input or the begin padding, as onnxruntime computes it). This module
 holds that geometry once: attribute checks, output sizes, the tap-by-tap numpy views the
 references sum over, and the loop bounds that let a lowering skip padding without a bounds check in
-its inner loop.
+its inner loop. The channels-last (NHWC) lowerings share the outer pixel loops and the per-tap
+range checks at the end of the module.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -277,3 +278,73 @@ def out_loops(
         kind = inner_kind if i == w.rank - 1 and w.out_size[i] > 1 else "serial"
         body = range_loop(os_[i], bounds[i][0], bounds[i][1], body, kind)
     return body
+
+
+# ---- channels-last (NHWC) ------------------------------------------------------------------------
+
+LAYOUTS = ("nchw", "nhwc")
+
+
+def layout_of(a: Mapping[str, object], op: str) -> str:
+    """The `layout` attribute of a windowed op ("nchw" when absent: it is an OMITTED default,
+    so graphs written before it existed print unchanged)."""
+    layout = str(a.get("layout", "nchw"))
+    if layout not in LAYOUTS:
+        raise ShapeError(f"{op}: layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    return layout
+
+
+def to_last(rank: int) -> tuple[int, ...]:
+    """Permutation NC... -> N...C (NCHW -> NHWC for rank 4)."""
+    return (0, *range(2, rank), 1)
+
+
+def to_first(rank: int) -> tuple[int, ...]:
+    """Permutation N...C -> NC... (NHWC -> NCHW for rank 4), the inverse of `to_last`."""
+    return (0, rank - 1, *range(1, rank - 1))
+
+
+def pixel_taps(
+    w: Window, os_: Sequence[Expr], body_fn: Callable[[list[Expr], Expr], L.Stmt]
+) -> L.Stmt:
+    """`for k0: [if in range] for k1: [if in range] ... body_fn(taps, in_pixel)` for the output
+    pixel `os_` of a channels-last kernel, `in_pixel` being the flat spatial index of the input
+    pixel the tap reads. The range checks sit outside the channel loop `body_fn` builds (and at
+    the outermost tap loop they can: a padded row is skipped whole), and only dims that can
+    read padding get one."""
+    ks: list[Expr] = [L.Var(f"k{i}") if w.kernel[i] > 1 else L.Const(0) for i in range(w.rank)]
+    coords = [
+        L.add(L.mul(o, s), L.sub(L.mul(k, dil), pb))
+        for o, k, s, dil, pb in zip(os_, ks, w.strides, w.dilations, w.pads_begin)
+    ]
+    body = body_fn(ks, L.flat_index(coords, w.in_size))
+    for i in reversed(range(w.rank)):
+        if w.pads_begin[i] or w.overhang(i):
+            body = L.If(L.land(L.ge(coords[i], 0), L.lt(coords[i], w.in_size[i])), body)
+        k = ks[i]
+        if isinstance(k, L.Var):
+            body = L.For(k, L.Const(0), L.Const(w.kernel[i]), body)
+    return body
+
+
+PixelBody = Callable[[Expr, list[Expr], Expr], L.Stmt]
+
+
+def pixel_loops(
+    n: int, w: Window, parallel: str, work: int, body_fn: PixelBody, name: str = "nq"
+) -> L.Stmt:
+    """The outer nest of a channels-last kernel: one parallel loop over (image, first output
+    dim) rows, serial loops over the other output dims; `body_fn(n, os_, pixel)` builds the
+    statement for one output pixel (`pixel`: its flat index over N and the output dims, so
+    `pixel * channels` is its first element). Annotated with its work like `channel_loop`."""
+    o0 = w.out_size[0]
+    nq = L.Var(name)
+    n_e: Expr = L.Const(0) if n == 1 else L.div(nq, o0)
+    first: Expr = nq if n == 1 else L.mod(nq, o0)
+    rest = [L.Var(f"o{i}") for i in range(1, w.rank)]
+    pixel = L.add(L.mul(nq, math.prod(w.out_size[1:])), L.flat_index(rest, w.out_size[1:]))
+    body = body_fn(n_e, [first, *rest], pixel)
+    for i in reversed(range(1, w.rank)):
+        body = L.For(rest[i - 1], L.Const(0), L.Const(w.out_size[i]), body)
+    kind = parallel if n * o0 > 1 else "serial"
+    return L.For(nq, L.Const(0), L.Const(n * o0), body, kind, (("work", int(work)),))
