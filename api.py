@@ -55,6 +55,8 @@ def compile(  # noqa: A001 - the public name users expect
     dump_ir: str | Path | None = None,
     verify: bool = False,
     build: bool = True,
+    calibration: Mapping[str, Any] | str | Path | None = None,
+    quant_config: Mapping[str, Any] | str | Path | None = None,
     **options: Any,
 ) -> CompiledModel:
     """Compile `model` for `target`; returns a runnable handle on the output folder.
@@ -62,6 +64,9 @@ def compile(  # noqa: A001 - the public name users expect
     `input_shapes` fixes symbolic dims (`{"x": (1, 3, 224, 224)}`). `pipeline` overrides the
     target's default pass pipeline. Without `output_dir` the folder is temporary (use `save`).
     Target options (cpu): `opt_level="-O3"`, `extra_cflags=[...]`, `prefix="modelc"`.
+    `calibration` (a dict of arrays, one per input name, samples along axis 0, or an .npz path)
+    feeds the `quantize` pass (target `cpu-int8`); `quant_config` (a dict, or a JSON file / text
+    as `QuantConfig.to_json` writes it) replaces that pass's options.
     """
     from modelc.ir.graph import Graph
     from modelc.passes.registry import (
@@ -80,12 +85,15 @@ def compile(  # noqa: A001 - the public name users expect
     timings.append(("import", time.perf_counter() - t0))
 
     passes = parse_pipeline(pipeline if pipeline is not None else tgt.pipeline)
+    if quant_config is not None:
+        passes = _with_quant_config(passes, quant_config)
     ctx = PassContext(
         verify=verify,
         print_after_all=print_after_all,
         out=sys.stderr,
         dump_dir=Path(dump_ir) if dump_ir else None,
         capabilities=tgt.capabilities,
+        calibration=_calibration(calibration),
     )
     split = next((i for i, p in enumerate(passes) if p.produces != GRAPH), len(passes))
     graph = run_pipeline(graph, passes[:split], ctx)
@@ -145,6 +153,39 @@ def compile(  # noqa: A001 - the public name users expect
     write_manifest(out, manifest)
     runner = tgt.load(out, manifest) if (build and tgt.load) else None
     return CompiledModel(out, manifest, runner, tmp)
+
+
+def _calibration(data: Mapping[str, Any] | str | Path | None) -> dict[str, Any] | None:
+    """Calibration arrays from a dict or an .npz file (read fully: the file closes here)."""
+    if data is None:
+        return None
+    if isinstance(data, Mapping):
+        return dict(data)
+    import numpy as np
+
+    from modelc.errors import InputError
+
+    try:
+        with np.load(str(data)) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as e:
+        raise InputError(f"calibration {data}: not a readable .npz of arrays ({e})") from None
+
+
+def _with_quant_config(passes: list[Any], config: Mapping[str, Any] | str | Path) -> list[Any]:
+    """The pipeline with every `quantize` pass's options replaced by `config`."""
+    import dataclasses
+
+    from modelc.errors import PipelineError
+    from modelc.passes.quantize import QuantConfig, Quantize
+
+    cfg = QuantConfig.from_json(config)
+    if not any(isinstance(p, Quantize) for p in passes):
+        raise PipelineError(
+            "quant_config given, but the pipeline has no quantize pass (use target cpu-int8)"
+        )
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    return [Quantize(**fields) if isinstance(p, Quantize) else p for p in passes]
 
 
 def kernels_report(program: Any) -> list[dict[str, Any]]:

@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", metavar="STR", help="pass pipeline instead of the target's own")
     p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
+    p.add_argument(
+        "--calibration",
+        metavar="NPZ",
+        help="calibration samples for quantizing targets (cpu-int8): an .npz with one array per "
+        "model input name, samples along axis 0",
+    )
+    p.add_argument(
+        "--quant-config",
+        metavar="JSON",
+        help="quantization options as a JSON file (QuantConfig.to_json), for the quantize pass",
+    )
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("run", help="run a compiled model on .npy inputs")
@@ -140,6 +151,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         options["print_after_all"] = True
     if args.dump_ir is not None:
         options["dump_ir"] = args.dump_ir
+    if args.calibration is not None:
+        _require_file(args.calibration)
+        options["calibration"] = args.calibration
+    if args.quant_config is not None:
+        _require_file(args.quant_config)
+        options["quant_config"] = args.quant_config
     start = time.perf_counter()
     lib = modelc.compile(
         args.model, target=args.target, input_shapes=_shapes(args.input_shape), **options

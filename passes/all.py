@@ -12,5 +12,6 @@ from modelc.passes import (  # noqa: F401
     layout,
     lower_to_loops,
     plan_memory,
+    quantize,
     reorder_for_memory,
 )

@@ -21,9 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TextIO, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO, TypeVar, get_type_hints
 
 from modelc.errors import PipelineError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import numpy as np
 
 GRAPH = "graph"
 PROGRAM = "program"
@@ -94,6 +99,9 @@ class PassContext:
     timings: list[tuple[str, float]] = field(default_factory=list)
     reports: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[str], None] | None = None
+    # Calibration samples for passes that need data, not IR (quantize): one array per graph
+    # input name, samples along axis 0.
+    calibration: Mapping[str, np.ndarray] | None = None
 
     def report(self, pass_name: str, **figures: Any) -> None:
         self.reports.setdefault(pass_name, {}).update(figures)

@@ -55,3 +55,4 @@ def get_target(name: str) -> Target:
 
 def _load() -> None:
     import modelc.targets.cpu  # noqa: F401
+    import modelc.targets.cpu_int8  # noqa: F401
