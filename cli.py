@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a model into an output folder")
     p.description = "Compile MODEL for a target and write the output folder OUT."
     p.add_argument("model", metavar="MODEL", help="the model file (.onnx)")
-    p.add_argument("--target", default="cpu", help="target name (default: cpu)")
+    p.add_argument("--target", default="cpu", help=f"target name: {_target_names()} (default: cpu)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     _add_input_shape(p)
     p.add_argument("--pipeline", metavar="STR", help="pass pipeline instead of the target's own")
@@ -446,6 +446,13 @@ def _is_user_path(filename: Any, args: argparse.Namespace) -> bool:
         return False
     f = Path(os.fsdecode(filename)).absolute()
     return any(f == p or p in f.parents for p in _user_paths(args))
+
+
+def _target_names() -> str:
+    """The registered targets, for --help (the registry is light to import)."""
+    from modelc.targets.registry import all_targets
+
+    return ", ".join(sorted(all_targets()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
