@@ -32,6 +32,28 @@ BINOPS = frozenset(
     | {"&", "|", "^", "<<", ">>"}
 )
 COMPARISONS = frozenset({"<", "<=", ">", ">=", "==", "!=", "&&", "||"})
+# Binding strength of the infix operators, as in C; the IR printer and every C-family
+# renderer parenthesize by it (`min`/`max` are not infix).
+PRECEDENCE = {
+    "||": 1,
+    "&&": 2,
+    "|": 3,
+    "^": 4,
+    "&": 5,
+    "==": 6,
+    "!=": 6,
+    "<": 7,
+    "<=": 7,
+    ">": 7,
+    ">=": 7,
+    "<<": 8,
+    ">>": 8,
+    "+": 9,
+    "-": 9,
+    "*": 10,
+    "/": 10,
+    "%": 10,
+}
 # Intrinsics every renderer maps (see codegen/*): name -> arity. Renderers may add more.
 INTRINSICS = {
     "exp": 1,

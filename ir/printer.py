@@ -33,6 +33,7 @@ from modelc.ir.attrs import Attrs, AttrValue
 from modelc.ir.dtypes import DType
 from modelc.ir.graph import Constant, Graph, Node
 from modelc.ir.loop import (
+    PRECEDENCE,
     Allocate,
     BinOp,
     Call,
@@ -250,27 +251,7 @@ def _graph_text(g: Graph, constants: ConstantMode, indent: str) -> str:
 
 # ---- level 2: kernels (pseudo-code, print only) ---------------------------------------------
 
-# Binding strength of infix operators, C-like; `min`/`max` print as calls.
-_PRECEDENCE = {
-    "||": 1,
-    "&&": 2,
-    "|": 3,
-    "^": 4,
-    "&": 5,
-    "==": 6,
-    "!=": 6,
-    "<": 7,
-    "<=": 7,
-    ">": 7,
-    ">=": 7,
-    "<<": 8,
-    ">>": 8,
-    "+": 9,
-    "-": 9,
-    "*": 10,
-    "/": 10,
-    "%": 10,
-}
+_PRECEDENCE = PRECEDENCE  # shared with the C-family renderers
 _ATOM = 100
 
 

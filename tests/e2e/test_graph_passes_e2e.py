@@ -15,7 +15,6 @@ import pytest
 
 import modelc
 from modelc.frontend.onnx import load_onnx
-from modelc.frontend.onnx_ops.registry import lookup
 from modelc.ir.graph import Graph
 from modelc.passes.registry import PassContext, parse_pipeline, run_pipeline
 
@@ -123,8 +122,6 @@ def test_transformer_block_fuses_and_matches(tmp_path, dynamo, opset, approximat
 def test_transformer_encoder_fuses_and_matches(tmp_path, dynamo: bool) -> None:
     net, shape = _encoder()
     path = _export(net, shape, tmp_path / "encoder.onnx", dynamo, 17)
-    if not dynamo and lookup("Mod", 17) is None:
-        pytest.skip("the legacy export computes head sizes with Mod, which the frontend lacks")
     graph = load_onnx(path)
     fused, reports = _graph_passes(graph)
     ops = Counter(n.op for n in fused.nodes)
