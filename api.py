@@ -17,7 +17,7 @@ from typing import Any
 
 from modelc.runtime.compiled import CompiledModel, load, specs, write_manifest
 
-__all__ = ["compile", "load", "import_model"]
+__all__ = ["compile", "load", "import_model", "load_calibration", "with_quant_config"]
 
 
 def import_model(
@@ -86,14 +86,14 @@ def compile(  # noqa: A001 - the public name users expect
 
     passes = parse_pipeline(pipeline if pipeline is not None else tgt.pipeline)
     if quant_config is not None:
-        passes = _with_quant_config(passes, quant_config)
+        passes = with_quant_config(passes, quant_config)
     ctx = PassContext(
         verify=verify,
         print_after_all=print_after_all,
         out=sys.stderr,
         dump_dir=Path(dump_ir) if dump_ir else None,
         capabilities=tgt.capabilities,
-        calibration=_calibration(calibration),
+        calibration=load_calibration(calibration),
     )
     split = next((i for i, p in enumerate(passes) if p.produces != GRAPH), len(passes))
     graph = run_pipeline(graph, passes[:split], ctx)
@@ -155,7 +155,7 @@ def compile(  # noqa: A001 - the public name users expect
     return CompiledModel(out, manifest, runner, tmp)
 
 
-def _calibration(data: Mapping[str, Any] | str | Path | None) -> dict[str, Any] | None:
+def load_calibration(data: Mapping[str, Any] | str | Path | None) -> dict[str, Any] | None:
     """Calibration arrays from a dict or an .npz file (read fully: the file closes here)."""
     if data is None:
         return None
@@ -172,7 +172,7 @@ def _calibration(data: Mapping[str, Any] | str | Path | None) -> dict[str, Any] 
         raise InputError(f"calibration {data}: not a readable .npz of arrays ({e})") from None
 
 
-def _with_quant_config(passes: list[Any], config: Mapping[str, Any] | str | Path) -> list[Any]:
+def with_quant_config(passes: list[Any], config: Mapping[str, Any] | str | Path) -> list[Any]:
     """The pipeline with every `quantize` pass's options replaced by `config`."""
     import dataclasses
 

@@ -4,6 +4,9 @@
     modelc run out/ --input x=x.npy [--output-dir results/]
     modelc inspect model.onnx | out/ [--ir]     (out/: per-launch MACs and bytes too)
     modelc inspect --passes                    (registered passes, the pipelines using them)
+    modelc inspect model.onnx --quant-error --calibration calib.npz [--quant-config best.json]
+    modelc tune model.onnx --calibration calib.npz [--eval-data eval.npz] -o tune/
+    modelc export model.onnx --calibration calib.npz [--quant-config best.json] -o model_qdq.onnx
 
 Errors a user can cause (a `modelc.Error`, or a path of theirs that is missing or unreadable)
 print one line, `modelc: error: ...`, and exit with status 2, never a traceback; anything else
@@ -113,7 +116,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the registered passes and which targets' pipelines run them "
         "(warns about passes no pipeline runs)",
     )
+    p.add_argument(
+        "--quant-error",
+        action="store_true",
+        help="per-layer error of cpu-int8 quantization against the float model (SQNR, cosine, "
+        "max error; the worst layers marked); needs --calibration",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="NPZ",
+        help="with --quant-error: calibration samples, an .npz with one array per model input",
+    )
+    p.add_argument(
+        "--quant-config",
+        metavar="JSON",
+        help="with --quant-error: quantization options as a JSON file (QuantConfig.to_json)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        metavar="N",
+        help="with --quant-error: compare on the first N calibration samples (default: all)",
+    )
     p.set_defaults(func=cmd_inspect)
+
+    from modelc.export.cli import add_export_parser
+    from modelc.tune.cli import add_tune_parser
+
+    add_tune_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -202,6 +233,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print()
     if args.path is None:
         raise InputError("inspect: give a model file or an output folder (or --passes)")
+    if args.quant_error:
+        return _inspect_quant_error(args)
+    quant_only = [
+        flag
+        for flag, value in (
+            ("--calibration", args.calibration),
+            ("--quant-config", args.quant_config),
+            ("--samples", args.samples),
+        )
+        if value is not None
+    ]
+    if quant_only:
+        raise InputError(f"inspect: {', '.join(quant_only)} only go with --quant-error")
     path = Path(args.path)
     if path.is_dir():
         return _inspect_output(path, show_ir=args.ir)
@@ -221,6 +265,34 @@ def _inspect_model(path: Path, shapes: dict[str, tuple[int, ...]] | None) -> int
     width = max((len(op) for op in counts), default=2)
     for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {op:<{width}}  {n}")
+    return 0
+
+
+def _inspect_quant_error(args: argparse.Namespace) -> int:
+    """`inspect MODEL --quant-error`: the per-layer error table of modelc.quant_error."""
+    if args.calibration is None:
+        raise InputError(
+            "inspect --quant-error needs calibration samples: add --calibration calib.npz "
+            "(one array per model input name, samples along axis 0)"
+        )
+    if args.samples is not None and args.samples < 1:
+        raise InputError(f"--samples must be >= 1, got {args.samples}")
+    files = ("MODEL", args.path), ("--calibration", args.calibration)
+    files += (("--quant-config", args.quant_config),)
+    for what, file in files:
+        if file is not None and not os.path.isfile(file):
+            state = "is a folder" if os.path.isdir(file) else "no such file"
+            raise InputError(f"inspect --quant-error: {what} {file}: {state}; give a file")
+    from modelc.quant_error import format_table, quant_error
+
+    rows = quant_error(
+        args.path,
+        args.calibration,
+        quant_config=args.quant_config,
+        samples=args.samples,
+        input_shapes=_shapes(args.input_shape),
+    )
+    print(format_table(rows))
     return 0
 
 
@@ -435,6 +507,7 @@ def _one_line(message: str) -> str:
 
 def _user_paths(args: argparse.Namespace) -> list[Path]:
     keys = ("model", "output", "dump_ir", "out", "output_dir", "path")
+    keys += ("calibration", "quant_config", "eval_data")
     paths = [getattr(args, k) for k in keys if getattr(args, k, None)]
     paths += [s.partition("=")[2] or s for s in getattr(args, "input", [])]
     return [Path(p).absolute() for p in paths]

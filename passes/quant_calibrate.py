@@ -15,7 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 METHODS = ("minmax", "moving_average", "percentile", "kl", "mse")
-SCHEMES = ("symmetric", "asymmetric")
+# symmetric_uint8 is Glow's "SymmetricWithUnsigned": symmetric, except that a tensor whose
+# calibrated range is non-negative uses every level (in signed storage: zero point -128)
+SCHEMES = ("symmetric", "asymmetric", "symmetric_uint8")
 HIST_BINS = 2048  # TensorRT's entropy calibrator histogram size
 KL_VALUES_PER_BIN = 16  # at least this many values per histogram bin on average
 MSE_RATIOS = 100  # clip ratios 0.01 .. 1.00 tried by the MSE search
@@ -39,11 +41,12 @@ def moving_average_range(batches: Sequence[np.ndarray], c: float) -> tuple[float
 
 
 def percentile_range(values: np.ndarray, pct: float, symmetric: bool) -> tuple[float, float]:
-    """Clip the tails: symmetric clips |x| at its `pct` percentile, asymmetric clips each side
-    (lo at 100 - pct, hi at pct); numpy's linear interpolation."""
+    """Clip the tails: symmetric clips |x| at its `pct` percentile (the range is (0, t) when no
+    value is negative, so an unsigned-aware scheme still sees a non-negative tensor), asymmetric
+    clips each side (lo at 100 - pct, hi at pct); numpy's linear interpolation."""
     if symmetric:
         t = float(np.percentile(np.abs(values), pct))
-        return -t, t
+        return (-t if float(values.min()) < 0 else 0.0), t
     return float(np.percentile(values, 100.0 - pct)), float(np.percentile(values, pct))
 
 
@@ -140,20 +143,33 @@ def qparams(lo: float, hi: float, bits: int, scheme: str, pow2: bool) -> tuple[f
 
     symmetric: scale = max(|lo|, |hi|) / (2^(bits-1) - 1), zero point 0;
     asymmetric: scale = (hi - lo) / (2^bits - 1), zero point = round(qmin - lo / scale);
+    symmetric_uint8: a range with lo >= 0 gets scale = hi / (2^bits - 1) and zero point qmin
+    (unsigned values in signed storage: twice symmetric's resolution for ReLU outputs), any
+    other range is symmetric;
     power of two: the scale rounded up to 2^ceil(log2 scale) (so the range still fits).
     Scales are float32 values, as the ops' attributes and onnxruntime keep them."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    unsigned = scheme == "symmetric_uint8" and lo >= 0
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    if scheme == "symmetric":
-        scale = max(-lo, hi) / qmax
-    else:
+    if unsigned:
+        scale = hi / (qmax - qmin)
+    elif scheme == "asymmetric":
         scale = (hi - lo) / (qmax - qmin)
+    else:
+        scale = max(-lo, hi) / qmax
     if not scale > 0 or not math.isfinite(scale):
         scale = 1.0
     if pow2:
         scale = 2.0 ** math.ceil(math.log2(scale))
     scale = float(np.float32(scale))
-    zp = 0 if scheme == "symmetric" else int(np.clip(round(qmin - lo / scale), qmin, qmax))
+    if unsigned:
+        zp = qmin
+    elif scheme == "asymmetric":
+        zp = int(np.clip(round(qmin - lo / scale), qmin, qmax))
+    else:
+        zp = 0
     return scale, zp
 
 

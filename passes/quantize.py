@@ -17,6 +17,19 @@ input, samples along axis 0). Ranges come from the reference interpreter's trace
 graph on the first `samples` samples (quant_calibrate.py has the formulas). The pass reports per
 layer the weight bits, scales, activation range and the SQNR of the layer's output in the QDQ
 graph against the float graph on (up to) `SQNR_SAMPLES` calibration samples.
+
+Three options refine the weights, each in its own file, in this order:
+
+1. `smoothquant=ALPHA` (quant_smooth.py) rewrites the float graph first (matmul inputs divided
+   by per-channel factors, weights multiplied), and the graph is traced again, so activation
+   ranges are those of the smoothed values;
+2. `bias_correction` (quant_bias.py) gives bias-less layers a zero bias, then adds to each bias
+   the mean output shift (W - Wq) E[x] once the integer weights are chosen;
+3. `rounding=gptq` (quant_gptq.py) chooses the integer weights by GPTQ instead of
+   round-to-nearest, from the layer's input statistics on the calibration samples.
+
+Inputs statistics for 2 and 3 are of the float graph's layer inputs (quant_layers.py), not of
+the partly quantized network's.
 """
 
 from __future__ import annotations
@@ -32,17 +45,28 @@ import numpy as np
 
 from modelc.errors import InputError, PipelineError
 from modelc.ir import dtypes as D
-from modelc.ir.attrs import Attrs
-from modelc.ir.graph import Constant, Graph, Node, Value, make_constant
+from modelc.ir.graph import Graph, Node, Value
 from modelc.ir.interpreter import run_graph
-from modelc.ir.opdef import get_op
-from modelc.ir.types import TensorType
 from modelc.passes import quant_calibrate as C
 from modelc.passes.fold_qdq import TRANSPARENT
+from modelc.passes.quant_bias import add_zero_biases, bias_shift
+from modelc.passes.quant_edit import GraphEdit
+from modelc.passes.quant_gptq import gptq_rows
+from modelc.passes.quant_layers import (
+    Layer,
+    LayerInputs,
+    collect_inputs,
+    find_layers,
+    from_rows,
+    row_scales,
+    weight_rows,
+)
+from modelc.passes.quant_smooth import smooth
 from modelc.passes.registry import Pass, PassContext, register_pass
 
 ACT_BITS = 8
 SQNR_SAMPLES = 4  # keep the report cheap: SQNR on the first few calibration samples
+ROUNDINGS = ("nearest", "gptq")
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,8 @@ class QuantConfig:
 
     method: str = "minmax"  # minmax | moving_average | percentile | kl | mse
     samples: int = 0  # calibrate on the first N samples (0 = all)
-    scheme: str = "asymmetric"  # of activations: symmetric | asymmetric (weights: symmetric)
+    # of activations: symmetric | asymmetric | symmetric_uint8 (weights: symmetric)
+    scheme: str = "asymmetric"
     power_of_two: bool = False  # round every scale up to a power of two
     per_channel: bool = True  # weight scales per output channel (else per tensor)
     weight_bits: int = 8  # 8 or 4
@@ -60,6 +85,9 @@ class QuantConfig:
     fallback: str = ""  # layers left float: "conv1,conv5" (node loc or output name)
     percentile: float = 99.99  # for method=percentile
     averaging_constant: float = 0.01  # for method=moving_average
+    bias_correction: bool = False  # add (W - Wq) E[x] to each bias (quant_bias.py)
+    rounding: str = "nearest"  # of weights: nearest | gptq (quant_gptq.py)
+    smoothquant: float = 0.0  # SmoothQuant migration strength alpha; 0 = off (quant_smooth.py)
 
     def __post_init__(self) -> None:
         if self.method not in C.METHODS:
@@ -75,6 +103,16 @@ class QuantConfig:
         for bits in [self.weight_bits, *self.layer_bit_map().values()]:
             if bits not in (4, 8):
                 raise ValueError(f"weight bits must be 4 or 8, got {bits}")
+        if not isinstance(self.bias_correction, bool):
+            raise ValueError(f"bias_correction must be true or false, got {self.bias_correction!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
+        alpha = self.smoothquant
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 <= alpha <= 1:
+            raise ValueError(
+                f"smoothquant (the migration strength alpha) must be in [0, 1] (0 = off, "
+                f"typical 0.5), got {self.smoothquant!r}"
+            )
 
     def fallback_names(self) -> tuple[str, ...]:
         return tuple(n.strip() for n in self.fallback.split(",") if n.strip())
@@ -126,18 +164,6 @@ class QuantConfig:
         return QuantConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
-@dataclass(frozen=True)
-class _Layer:
-    node: Node  # the conv or matmul
-    x: str  # activation input
-    w: str  # constant weight
-    bias: str | None  # constant float bias
-    bias_reader: Node | None  # the node reading the bias (conv itself, or matmul's add)
-    out: str  # the value quantized after the layer (after a fused relu / clip)
-    axis: int  # weight channel axis
-    names: frozenset[str]  # what fallback / layer_bits may call it
-
-
 @register_pass
 @dataclass(frozen=True)
 class Quantize(QuantConfig, Pass):
@@ -148,6 +174,16 @@ class Quantize(QuantConfig, Pass):
         layers = self._layers(graph)
         if not layers:
             return graph
+        # float rewrites first, so that ranges are calibrated on what gets quantized
+        smoothed: dict[str, dict[str, Any]] = {}
+        if self.smoothquant > 0:
+            traces = [run_graph(graph, f, trace=True) for f in feeds]
+            samples = [{**f, **t} for f, t in zip(feeds, traces)]
+            graph, smoothed = smooth(graph, layers, samples, self.smoothquant)
+            layers = self._layers(graph)
+        if self.bias_correction:
+            graph = add_zero_biases(graph, layers)
+            layers = self._layers(graph)
         groups = _activation_groups(graph, layers)
         roots = sorted(set(groups.values()))
         traces = [run_graph(graph, f, trace=True) for f in feeds]
@@ -159,25 +195,39 @@ class Quantize(QuantConfig, Pass):
             ]
             ranges[r] = self._range(batches)
             params[r] = C.qparams(*ranges[r], ACT_BITS, self.scheme, self.power_of_two)
-        out, wscales = _Rewrite(graph, layers, groups, params, self).run()
+        inputs: dict[str, LayerInputs] = {}
+        if self.rounding == "gptq" or self.bias_correction:
+            for lay in layers:
+                xs = (t[lay.x] if lay.x in t else f[lay.x] for t, f in zip(traces, feeds))
+                w_shape = graph.constant_map[lay.w].data.shape
+                inputs[lay.out] = collect_inputs(
+                    lay.node, w_shape, xs, second_moment=self.rounding == "gptq"
+                )
+        rw = _Rewrite(graph, layers, groups, params, self, inputs)
+        out = rw.run()
         ref = [{lay.out: t[lay.out] for lay in layers} for t in traces[:SQNR_SAMPLES]]
-        self._report(ctx, out, feeds[:SQNR_SAMPLES], ref, layers, groups, ranges, wscales)
+        notes = {name: {"smoothquant": info} for name, info in smoothed.items()}
+        for name, shift in rw.shifts.items():
+            notes.setdefault(name, {})["bias_shift_max"] = shift
+        rows = _report_rows(out, feeds[:SQNR_SAMPLES], ref, layers, groups, ranges, rw, notes)
+        ctx.report(
+            self.name,
+            config=json.loads(self.config().to_json()),
+            layers=rows,
+            quantized=len(layers),
+            fallback=list(self.fallback_names()),
+        )
         return out
 
     # ---- finding layers ----------------------------------------------------------------------
 
-    def _layers(self, graph: Graph) -> list[_Layer]:
-        consts = graph.constant_map
-        found: list[_Layer] = []
-        for n in graph.nodes:
-            layer = _match(graph, n, consts)
-            if layer is not None:
-                found.append(layer)
+    def _layers(self, graph: Graph) -> list[Layer]:
+        found = find_layers(graph)
         known = set().union(*(lay.names for lay in found)) if found else set()
         asked = set(self.fallback_names()) | set(self.layer_bit_map())
         unknown = sorted(asked - known)
         if unknown:
-            listing = ", ".join(sorted(lay.node.loc or lay.node.output.name for lay in found))
+            listing = ", ".join(sorted(lay.name for lay in found))
             raise PipelineError(
                 f"quantize: fallback / layer_bits name no conv or matmul layer: {unknown}; "
                 f"the quantizable layers (node locs; output names work too) are: {listing}"
@@ -185,7 +235,7 @@ class Quantize(QuantConfig, Pass):
         skip = set(self.fallback_names())
         return [lay for lay in found if not (lay.names & skip)]
 
-    def bits_for(self, layer: _Layer) -> int:
+    def bits_for(self, layer: Layer) -> int:
         """Weight bits of `layer`: its `layer_bits` entry, else `weight_bits`."""
         for name, bits in self.layer_bit_map().items():
             if name in layer.names:
@@ -202,83 +252,45 @@ class Quantize(QuantConfig, Pass):
             return lo, hi
         values = np.concatenate([b.ravel() for b in batches])
         if self.method == "percentile":
-            return C.percentile_range(values, self.percentile, self.scheme == "symmetric")
+            return C.percentile_range(values, self.percentile, self.scheme != "asymmetric")
         if self.method == "kl":
             return C.kl_range(values, ACT_BITS, lo, hi)
         return C.mse_range(values, ACT_BITS, lo, hi, self.scheme, self.power_of_two)
 
-    def _report(
-        self,
-        ctx: PassContext,
-        graph: Graph,
-        feeds: list[dict[str, np.ndarray]],
-        ref: list[dict[str, np.ndarray]],
-        layers: list[_Layer],
-        groups: dict[str, str],
-        ranges: dict[str, tuple[float, float]],
-        wscales: dict[str, list[float]],
-    ) -> None:
-        got = [run_graph(graph, f, trace=True) for f in feeds]
-        rows = {}
-        for lay in layers:
-            r = ranges[groups[lay.out]]
-            a = np.concatenate([g[lay.out].ravel() for g in got])
-            b = np.concatenate([f[lay.out].ravel() for f in ref])
-            scales = wscales[lay.node.loc or lay.node.output.name]
-            rows[lay.node.loc or lay.node.output.name] = {
-                "weight_bits": self.bits_for(lay),
-                "weight_scale": [min(scales), max(scales)],  # one per tensor or channel
-                "weight_channels": len(scales),
-                "activation_range": [r[0], r[1]],
-                "sqnr_db": round(C.sqnr_db(b, a), 2),
-            }
-        ctx.report(
-            self.name,
-            config=json.loads(self.config().to_json()),
-            layers=rows,
-            quantized=len(layers),
-            fallback=list(self.fallback_names()),
-        )
+
+def _report_rows(
+    graph: Graph,
+    feeds: list[dict[str, np.ndarray]],
+    ref: list[dict[str, np.ndarray]],
+    layers: list[Layer],
+    groups: dict[str, str],
+    ranges: dict[str, tuple[float, float]],
+    rw: _Rewrite,
+    notes: Mapping[str, Mapping[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Per layer: what was chosen, and the SQNR of its output in the QDQ graph against the
+    float graph on the first few calibration samples."""
+    got = [run_graph(graph, f, trace=True) for f in feeds]
+    rows = {}
+    for lay in layers:
+        r = ranges[groups[lay.out]]
+        a = np.concatenate([g[lay.out].ravel() for g in got])
+        b = np.concatenate([f[lay.out].ravel() for f in ref])
+        scales = rw.wscales[lay.name]
+        rows[lay.name] = {
+            "op": lay.node.op,
+            "output": lay.out,
+            "weight_bits": rw.cfg.bits_for(lay),
+            "weight_scale": [min(scales), max(scales)],  # one per tensor or channel
+            "weight_channels": len(scales),
+            "activation_range": [r[0], r[1]],
+            "sqnr_db": round(C.sqnr_db(b, a), 2),
+            **notes.get(lay.name, {}),
+        }
+    return rows
 
 
-def _match(graph: Graph, n: Node, consts: Mapping[str, Constant]) -> _Layer | None:
-    """A conv (NCHW) or 2-D-weight matmul with a constant float weight and a run-time input."""
-    users = graph.users
-    if n.op == "conv":
-        if n.attrs.get("layout", "nchw") != "nchw":
-            return None
-        axis = 0
-    elif n.op != "matmul":
-        return None
-    else:
-        axis = 1
-    x, w = n.inputs[0], n.inputs[1]
-    if x in consts or w not in consts or consts[w].data.dtype != np.float32:
-        return None
-    if n.op == "matmul" and consts[w].data.ndim != 2:
-        return None
-    bias, reader, out = None, None, n.output.name
-    if n.op == "conv" and len(n.inputs) > 2 and n.inputs[2]:
-        bias, reader = n.inputs[2], n
-        if bias not in consts:
-            return None
-    names = {n.loc, n.output.name}
-    nxt = users.get(out, ())
-    if n.op == "matmul" and len(nxt) == 1 and nxt[0].op == "add" and out not in graph.outputs:
-        add = nxt[0]
-        other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-        c = consts.get(other)
-        if c is not None and c.data.shape == (consts[w].data.shape[1],):
-            bias, reader, out = other, add, add.output.name
-            names |= {add.loc, out}
-            nxt = users.get(out, ())
-    if len(nxt) == 1 and nxt[0].op in ("relu", "clip") and out not in graph.outputs:
-        out = nxt[0].output.name
-        names.add(out)
-    return _Layer(n, x, w, bias, reader, out, axis, frozenset(names - {""}))
-
-
-def _activation_groups(graph: Graph, layers: list[_Layer]) -> dict[str, str]:
+def _activation_groups(graph: Graph, layers: list[Layer]) -> dict[str, str]:
     """value -> the value whose range it takes: values reached from a layer input back through
     max_pool / reshape / transpose share their source's parameters (those ops then stay
     integer in fold-qdq)."""
@@ -303,91 +315,92 @@ class _Rewrite:
     def __init__(
         self,
         graph: Graph,
-        layers: list[_Layer],
+        layers: list[Layer],
         groups: dict[str, str],
         params: dict[str, tuple[float, int]],
         cfg: Quantize,
+        inputs: Mapping[str, LayerInputs],
     ) -> None:
         self.g, self.layers, self.groups, self.params, self.cfg = graph, layers, groups, params, cfg
-        self.taken = set(graph.types)
-        self.constants: dict[str, Constant] = dict(graph.constant_map)
-        self.types: dict[str, TensorType] = dict(graph.types)
+        self.inputs = inputs
+        self.e = GraphEdit(graph)
         self.wscales: dict[str, list[float]] = {}
-
-    def _fresh(self, hint: str) -> str:
-        name, k = hint, 0
-        while name in self.taken:
-            k += 1
-            name = f"{hint}_{k}"
-        self.taken.add(name)
-        return name
-
-    def _node(self, op: str, inputs: list[str], attrs: dict[str, Any], out: str, loc: str) -> Node:
-        opdef = get_op(op)
-        a = opdef.check_attrs(Attrs(attrs), loc=loc)
-        (t,) = opdef.infer_types([self.types[i] for i in inputs], a, loc=loc)
-        self.types[out] = t
-        return Node(op, tuple(inputs), (Value(out, t),), a, loc)
-
-    def _const(self, hint: str, data: np.ndarray, dtype: D.DType) -> str:
-        name = self._fresh(hint)
-        t = TensorType(data.shape, dtype)
-        self.constants[name] = make_constant(name, data, t)
-        self.types[name] = t
-        return name
+        self.shifts: dict[str, float] = {}  # layer -> max |bias correction|
 
     def _qdq(self, src: str, out: str, group: str, loc: str) -> list[Node]:
         """Q(src) -> DQ named `out`, with the parameters of `group`."""
         scale, zp = self.params[group]
         a = {"scale": [scale], "zero_point": [zp], "axis": None}
-        self.types[src] = self.types.get(src) or self.g.types[out]
-        q = self._node("quantize", [src], {**a, "to": D.i8}, self._fresh(f"{out}.q"), loc)
-        dq = self._node("dequantize", [q.output.name], {**a, "to": D.f32}, out, loc)
+        e = self.e
+        e.types[src] = e.types.get(src) or self.g.types[out]
+        q = e.node("quantize", [src], {**a, "to": D.i8}, e.fresh(f"{out}.q"), loc)
+        dq = e.node("dequantize", [q.output.name], {**a, "to": D.f32}, out, loc)
         return [q, dq]
 
-    def _weights(self, lay: _Layer) -> tuple[list[Node], dict[str, str]]:
-        """DQ(int weight) and DQ(int32 bias) nodes, and the inputs they replace."""
-        w = self.constants[lay.w].data
-        bits = self.cfg.bits_for(lay)
-        dt = D.i8 if bits == 8 else D.i4
-        scales = C.weight_scales(w, bits, self.cfg.per_channel, lay.axis, self.cfg.power_of_two)
-        self.wscales[lay.node.loc or lay.node.output.name] = scales
+    def _integer_weights(
+        self, lay: Layer, w: np.ndarray, scales: list[float], bits: int
+    ) -> np.ndarray:
+        """The integer weights: nearest levels, or GPTQ's Hessian-aware choice."""
+        if self.cfg.rounding == "gptq":
+            stats = self.inputs[lay.out]
+            rs = row_scales(lay.node, scales, w.shape[lay.axis])
+            rows = [
+                gptq_rows(r, stats.hessian(g), rs[g], bits)
+                for g, r in enumerate(weight_rows(lay.node, w))
+            ]
+            return from_rows(lay.node, w.shape, rows).astype(np.int8)
         shape = [1] * w.ndim
         shape[lay.axis] = -1
         s = np.asarray(scales, np.float32).reshape(shape if len(scales) > 1 else ())
         qmax = 2 ** (bits - 1) - 1
-        wq = np.clip(np.rint(w / s), -qmax - 1, qmax).astype(np.int8)
+        return np.clip(np.rint(w / s), -qmax - 1, qmax).astype(np.int8)
+
+    def _weights(self, lay: Layer) -> tuple[list[Node], dict[str, str]]:
+        """DQ(int weight) and DQ(int32 bias) nodes, and the inputs they replace."""
+        w = self.e.constants[lay.w].data
+        bits = self.cfg.bits_for(lay)
+        dt = D.i8 if bits == 8 else D.i4
+        scales = C.weight_scales(w, bits, self.cfg.per_channel, lay.axis, self.cfg.power_of_two)
+        self.wscales[lay.name] = scales
+        wq = self._integer_weights(lay, w, scales, bits)
         axis = lay.axis if len(scales) > 1 else None
         loc = lay.node.loc
-        wname = self._const(f"{lay.w}.int{bits}", wq, dt)
+        wname = self.e.const(f"{lay.w}.int{bits}", wq, dt)
         attrs = {"scale": scales, "zero_point": [0] * len(scales), "axis": axis, "to": D.f32}
-        dq_w = self._node("dequantize", [wname], attrs, self._fresh(f"{lay.w}.dq"), loc)
+        dq_w = self.e.node("dequantize", [wname], attrs, self.e.fresh(f"{lay.w}.dq"), loc)
         nodes, subs = [dq_w], {lay.w: dq_w.output.name}
         if lay.bias is not None:
             sx = self.params[self.groups[lay.x]][0]
             bscales = [sx * sw for sw in scales]
-            b = self.constants[lay.bias].data.astype(np.float64)
+            b = self.e.constants[lay.bias].data.astype(np.float64)
+            if self.cfg.bias_correction:
+                shape = [1] * w.ndim
+                shape[lay.axis] = -1
+                s = np.asarray(scales, np.float64).reshape(shape if len(scales) > 1 else ())
+                shift = bias_shift(w, wq * s, lay, self.inputs[lay.out])
+                b = b + shift
+                self.shifts[lay.name] = float(np.abs(shift).max()) if shift.size else 0.0
             bq = np.rint(b / np.asarray(bscales if len(bscales) > 1 else bscales * len(b)))
             bq = np.clip(bq, -(2**31), 2**31 - 1).astype(np.int32)
-            bname = self._const(f"{lay.bias}.int32", bq, D.i32)
+            bname = self.e.const(f"{lay.bias}.int32", bq, D.i32)
             attrs = {
                 "scale": bscales,
                 "zero_point": [0] * len(bscales),
                 "axis": None if axis is None else 0,
             }
             attrs["to"] = D.f32
-            dq_b = self._node("dequantize", [bname], attrs, self._fresh(f"{lay.bias}.dq"), loc)
+            dq_b = self.e.node("dequantize", [bname], attrs, self.e.fresh(f"{lay.bias}.dq"), loc)
             nodes.append(dq_b)
             subs[lay.bias] = dq_b.output.name
         return nodes, subs
 
-    def run(self) -> tuple[Graph, dict[str, list[float]]]:
+    def run(self) -> Graph:
         g = self.g
         rename: dict[str, str] = {}  # graph input -> its DQ'd value
         nodes: list[Node] = []
         for v in g.inputs:
             if v.name in self.groups:
-                rename[v.name] = self._fresh(f"{v.name}.dq")
+                rename[v.name] = self.e.fresh(f"{v.name}.dq")
                 nodes += self._qdq(v.name, rename[v.name], self.groups[v.name], "")
         before: dict[int, list[Node]] = {}  # id(layer node) -> its weight / bias DQs
         subs: dict[int, dict[str, str]] = {}  # id(node) -> float constant -> its DQ
@@ -404,7 +417,7 @@ class _Rewrite:
             outs, post = [], []
             for o in n.outputs:
                 if o.name in self.groups:  # the float value gets a new name, the DQ the old
-                    f = self._fresh(f"{o.name}.float")
+                    f = self.e.fresh(f"{o.name}.float")
                     outs.append(Value(f, o.type))
                     post += self._qdq(f, o.name, self.groups[o.name], n.loc)
                 else:
@@ -412,8 +425,8 @@ class _Rewrite:
             nodes.append(dataclasses.replace(n, inputs=ins, outputs=tuple(outs)))
             nodes += post
         used = {i for n in nodes for i in n.inputs}
-        consts = tuple(c for name, c in self.constants.items() if name in used)
-        return g.replace(nodes=tuple(nodes), constants=consts), self.wscales
+        consts = tuple(c for name, c in self.e.constants.items() if name in used)
+        return g.replace(nodes=tuple(nodes), constants=consts)
 
 
 def calibration_feeds(

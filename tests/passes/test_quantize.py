@@ -3,6 +3,7 @@ against hand formulas, weights per channel / int4, fallback, the JSON config, an
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -263,8 +264,14 @@ def test_config_json_round_trip(tmp_path) -> None:
         fallback="conv2,fc",
         percentile=99.9,
         samples=8,
+        bias_correction=True,
+        rounding="gptq",
+        smoothquant=0.5,
     )
     text = cfg.to_json()
+    assert {"bias_correction": True, "rounding": "gptq", "smoothquant": 0.5}.items() <= (
+        json.loads(text).items()
+    )
     assert QuantConfig.from_json(text) == cfg
     path = tmp_path / "best.json"
     path.write_text(text)
@@ -277,6 +284,27 @@ def test_config_json_round_trip(tmp_path) -> None:
         QuantConfig.from_json({"bits": 8})
     with pytest.raises(InputError, match="method"):
         QuantConfig.from_json({"method": "magic"})
+    (p,) = parse_pipeline("quantize{bias_correction=true,rounding=gptq,smoothquant=0.5}")
+    assert p.config() == QuantConfig(bias_correction=True, rounding="gptq", smoothquant=0.5)
+    assert QuantConfig().to_json() == QuantConfig.from_json(QuantConfig().to_json()).to_json()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"rounding": "stochastic"}, "rounding must be one of"),
+        ({"smoothquant": 1.5}, r"smoothquant .* must be in \[0, 1\]"),
+        ({"smoothquant": -0.1}, "smoothquant"),
+        ({"smoothquant": "half"}, "smoothquant"),
+        ({"bias_correction": "yes"}, "bias_correction must be true or false"),
+        ({"scheme": "unsigned"}, "scheme must be one of"),
+    ],
+)
+def test_new_fields_are_validated(fields: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        QuantConfig.from_json(fields)
+    with pytest.raises(ValueError, match=message):
+        QuantConfig(**fields)
 
 
 def test_errors() -> None:
