@@ -134,6 +134,32 @@ class PoolExecutor(Executor):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on an unreachable Ray head: `ray.init` retries a dead GCS address for minutes
+    before it gives up, which looks like a hang. `auto` (and `local`) need no network check:
+    Ray finds a running local cluster from its session files, or says at once there is none."""
+    import socket
+
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(
+            f"ray: address {address!r} is not HOST:PORT, ray://HOST:PORT, auto or local"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise InputError(
+            f"ray: cannot reach {address!r} ({e}); start a cluster with `ray start --head` (then "
+            "--ray auto or --ray HOST:6379), or use --ray local for a one-machine instance"
+        ) from None
+
+
 class RayExecutor(Executor):
     name = "ray"
 
@@ -199,6 +225,8 @@ def check_executor(workers: int | None, ray: str | None, evaluate: Any = None) -
         raise InputError(f"workers must be >= 1, got {workers}")
     if ray is not None:
         import_ray()
+        if ray != "local":
+            _check_reachable(ray)
     elif workers and workers > 1 and evaluate is not None:
         try:
             pickle.dumps(evaluate)

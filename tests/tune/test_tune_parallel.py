@@ -82,3 +82,24 @@ def test_ray_not_installed(model: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def test_bad_workers(model: Path) -> None:
     with pytest.raises(InputError, match="workers must be >= 1"):
         tune(model, {"x": samples(4, seed=1)}, workers=0, trials=1)
+
+
+def test_unreachable_ray_address_fails_fast() -> None:
+    """A dead head address is an error within seconds, before anything compiles (ray.init alone
+    would retry it for minutes)."""
+    import socket
+    import time
+
+    from modelc.errors import InputError
+    from modelc.tune.runner import check_executor
+
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match="cannot reach"):
+        check_executor(None, f"127.0.0.1:{port}")
+    with pytest.raises(InputError, match="not HOST:PORT"):
+        check_executor(None, "nowhere")
+    assert time.perf_counter() - t0 < 30
