@@ -53,7 +53,7 @@ $(PY):
 		rm -rf $(VENV); exit 1; }
 
 $(STAMP): pyproject.toml | $(PY)
-	@echo "== installing modelc[test], $(TORCH) and onnxscript into $(VENV)"
+	@echo "== installing modelc[test,tune,distributed,bench], $(TORCH) and onnxscript into $(VENV)"
 	@mkdir -p build
 	@$(PY) -m pip install --progress-bar off -e '.[test,tune,distributed,bench]' '$(TORCH)' onnxscript >$(PIP_LOG) 2>&1 \
 		|| { tail -n 40 $(PIP_LOG); echo "modelc set-up: pip install failed (log: $(PIP_LOG))" >&2; exit 1; }
