@@ -42,7 +42,7 @@ from modelc.export.onnx_dtypes import make_tensor, onnx_type, value_info
 from modelc.ir import dtypes as D
 from modelc.ir.attrs import Attrs
 from modelc.ir.dtypes import DType
-from modelc.ir.graph import Graph, Node
+from modelc.ir.graph import Graph, Node, fresh_name
 from modelc.ir.types import TensorType
 
 BASE_OPSET = 20
@@ -204,12 +204,7 @@ class OnnxBuilder:
 
     def fresh(self, hint: str) -> str:
         """A value name not used yet: `hint` itself when free."""
-        name, k = hint, 0
-        while name in self.taken:
-            k += 1
-            name = f"{hint}_{k}"
-        self.taken.add(name)
-        return name
+        return fresh_name(hint, self.taken)
 
     def node_name(self, base: str, op_type: str) -> str:
         """Unique node names: `base` (the IR node's loc, or `loc/OpType` when several IR nodes

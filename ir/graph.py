@@ -167,6 +167,17 @@ class Graph:
         return print_graph(self, constants="elide")
 
 
+def fresh_name(hint: str, taken: set[str]) -> str:
+    """`hint` if it is not in `taken`, else the first free `hint_1`, `hint_2`, ...; the name
+    is added to `taken`. For passes and exporters that add values next to existing names."""
+    name, k = hint, 0
+    while name in taken:
+        k += 1
+        name = f"{hint}_{k}"
+    taken.add(name)
+    return name
+
+
 class GraphBuilder:
     """Builds a graph node by node, inferring output types through the op registry.
 

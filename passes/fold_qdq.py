@@ -34,7 +34,7 @@ import numpy as np
 
 from modelc.ir import dtypes as D
 from modelc.ir.attrs import Attrs
-from modelc.ir.graph import Constant, Graph, Node, Value, make_constant
+from modelc.ir.graph import Constant, Graph, Node, Value, fresh_name, make_constant
 from modelc.ir.opdef import get_op
 from modelc.ir.ops.quant import QUANT_DTYPES, quant_params
 from modelc.ir.ops.quant_math import (
@@ -194,12 +194,7 @@ class _Rewriter:
     # ---- building ----------------------------------------------------------------------------
 
     def _fresh(self, hint: str) -> str:
-        name, k = hint, 0
-        while name in self.taken:
-            k += 1
-            name = f"{hint}_{k}"
-        self.taken.add(name)
-        return name
+        return fresh_name(hint, self.taken)
 
     def _constant(
         self,

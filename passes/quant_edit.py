@@ -18,7 +18,7 @@ import numpy as np
 
 from modelc.ir.attrs import Attrs
 from modelc.ir.dtypes import DType
-from modelc.ir.graph import Constant, Graph, Node, Value, make_constant
+from modelc.ir.graph import Constant, Graph, Node, Value, fresh_name, make_constant
 from modelc.ir.opdef import get_op
 from modelc.ir.types import TensorType
 
@@ -32,12 +32,7 @@ class GraphEdit:
         self.taken: set[str] = set(graph.types)
 
     def fresh(self, hint: str) -> str:
-        name, k = hint, 0
-        while name in self.taken:
-            k += 1
-            name = f"{hint}_{k}"
-        self.taken.add(name)
-        return name
+        return fresh_name(hint, self.taken)
 
     def const(self, hint: str, data: np.ndarray, dtype: DType | None = None) -> str:
         """A new constant (a fresh name derived from `hint`): float32, or `data` as is typed
