@@ -93,7 +93,9 @@ def add_tune_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--restart", action="store_true", help="overwrite a log in TUNE_DIR instead of resuming"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (or per-trial lines)"
+    )
     p.add_argument(
         "--input-shape",
         action="append",

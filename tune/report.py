@@ -30,17 +30,23 @@ SCORE_LABELS = {  # the y axis, by evaluation hook
 
 
 class Progress:
-    """A tqdm bar on stderr: trials done / budget and the best score so far. Off when stderr is
-    not a terminal (logs, CI) or when asked."""
+    """A tqdm bar on stderr: trials done / budget and the best score so far. When stderr is not
+    a terminal (logs, CI) a plain line per trial instead, so a long run still shows progress in
+    a log file; nothing with `enabled=False`."""
 
     def __init__(self, total: int, initial: int, enabled: bool) -> None:
         self.bar: Any = None
+        self.lines = False
+        self.done, self.total = initial, total
         self.best, self.best_score = -math.inf, math.nan
-        if not enabled or not sys.stderr.isatty():
+        if not enabled:
             return
         try:
             from tqdm import tqdm
         except ImportError:
+            tqdm = None
+        if tqdm is None or not sys.stderr.isatty():
+            self.lines = True
             return
         self.bar = tqdm(total=total, initial=initial, desc="tune", unit="trial", file=sys.stderr)
 
@@ -48,14 +54,27 @@ class Progress:
         if trial.ok and trial.objective > self.best:
             self.best = trial.objective
             self.best_score = trial.score
+        if trial.kind != "search":  # fallback steps come on top of the budget
+            self.total += 1
+        self.done += 1
+        if self.lines:
+            self._line(trial, goal)
         if self.bar is None:
             return
-        if trial.kind != "search":  # fallback steps come on top of the budget
+        if trial.kind != "search":
             self.bar.total += 1
         if math.isfinite(self.best):
             loss = goal.loss(self.best_score)
             self.bar.set_postfix(best=f"{self.best_score:.4g}", loss=f"{loss:.3g}", refresh=False)
         self.bar.update(1)
+
+    def _line(self, trial: TrialResult, goal: Goal) -> None:
+        what = ",".join(f"{k}={v}" for k, v in trial.labels.items()) or trial.kind
+        got = f"score {trial.score:.4g}" if trial.ok else "failed"
+        best = ""
+        if math.isfinite(self.best):
+            best = f" | best {self.best_score:.4g} (loss {goal.loss(self.best_score):.3g})"
+        print(f"tune: [{self.done}/{self.total}] {got} {what}{best}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -58,6 +58,10 @@ def test_tune_then_compile(run: Run, files: dict[str, Path], tmp_path: Path) -> 
     assert "rank" in stdout and "float model" in stdout and "best: trial" in stdout
     assert (out / "best.json").is_file() and (out / "pareto.png").is_file()
     assert len((out / "log.jsonl").read_text().splitlines()) == 1 + 3
+    # stderr is not a terminal here: one progress line per trial with the best so far
+    progress = [line for line in err.splitlines() if line.startswith("tune: [")]
+    assert len(progress) == 3 and progress[-1].startswith("tune: [3/3]"), err
+    assert "| best " in progress[-1]
     lib_dir = tmp_path / "lib"
     code, stdout, err = run(
         "compile",
