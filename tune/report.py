@@ -82,12 +82,15 @@ class Progress:
 
 
 def ranked(trials: Sequence[TrialResult]) -> list[TrialResult]:
-    """Successful trials, best objective first (ties: fewer bytes, then lower latency)."""
+    """Successful trials, best objective first. Ties: higher output SQNR against the float
+    model (the fidelity score's metric: top-1 agreement on a few held-back samples ties often,
+    and SQNR still tells the configurations apart), then fewer bytes, then lower latency."""
     ok = [t for t in trials if t.ok]
     return sorted(
         ok,
         key=lambda t: (
             -t.objective,
+            -t.metrics.get("sqnr_db", -math.inf),
             t.metrics.get("size_bytes", math.inf),
             t.metrics.get("latency_ms", math.inf),
             t.index,
