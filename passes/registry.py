@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ GRAPH = "graph"
 PROGRAM = "program"
 
 
-class Pass:
+class Pass(ABC):
     """Base of passes. Subclasses are frozen dataclasses; `name` and `level` are class vars."""
 
     name: ClassVar[str] = ""
@@ -42,8 +43,8 @@ class Pass:
     level: ClassVar[str] = GRAPH
     produces: ClassVar[str] = GRAPH
 
-    def run(self, ir: Any, ctx: PassContext) -> Any:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, ir: Any, ctx: PassContext) -> Any: ...
 
     def spec(self) -> str:
         """The pipeline-string form of this pass with its non-default options."""

@@ -22,6 +22,7 @@ tasks with the model, so it holds arrays and plain functions, never a compiled l
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,13 +197,13 @@ def cosine(ref: np.ndarray, got: np.ndarray) -> float:
 # ---- the hooks ---------------------------------------------------------------------------------
 
 
-class Evaluation:
+class Evaluation(ABC):
     """A hook: `score(lib) -> (score, metrics)`, higher score is better."""
 
     kind = ""
 
-    def score(self, lib: Any) -> Score:
-        raise NotImplementedError
+    @abstractmethod
+    def score(self, lib: Any) -> Score: ...
 
     def latency_feed(self) -> Arrays | None:
         """One run's inputs to time the library with (None: use a calibration run)."""

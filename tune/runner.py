@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
@@ -38,21 +39,23 @@ from modelc.tune.trial import TrialResult, TrialSpec, Workload, failed, run_tria
 # ---- executors ---------------------------------------------------------------------------------
 
 
-class Executor:
+class Executor(ABC):
+    """Runs trials: `submit` queues one, `wait` returns at least one finished trial."""
+
     name = ""
     slots = 1
 
-    def submit(self, spec: TrialSpec) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def submit(self, spec: TrialSpec) -> None: ...
 
-    def wait(self) -> list[TrialResult]:
-        raise NotImplementedError
+    @abstractmethod
+    def wait(self) -> list[TrialResult]: ...
 
-    def in_flight(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def in_flight(self) -> int: ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: executors without resources keep it
+        """Release workers or the Ray connection (nothing to release by default)."""
 
     def run(self, spec: TrialSpec) -> TrialResult:
         """One trial to completion (nothing else may be in flight)."""

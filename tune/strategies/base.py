@@ -11,6 +11,7 @@ reported as `-inf`, never left out: a strategy must not propose it again.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -30,7 +31,7 @@ class PriorRecord:
     score: float
 
 
-class Strategy:
+class Strategy(ABC):
     """Base class: `propose(measured, n)` returns up to `n` distinct unmeasured points."""
 
     name: ClassVar[str] = ""
@@ -48,8 +49,8 @@ class Strategy:
         self.descriptor = dict(descriptor or {})
         self.prior = list(prior)
 
-    def propose(self, measured: Mapping[Point, float], n: int) -> list[Point]:
-        raise NotImplementedError
+    @abstractmethod
+    def propose(self, measured: Mapping[Point, float], n: int) -> list[Point]: ...
 
     def unmeasured(self, measured: Mapping[Point, float]) -> list[Point]:
         return [p for p in self.space.points() if p not in measured]
