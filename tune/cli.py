@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from modelc.cli import parse_shape_arg
+from modelc.cli import _add_input_shape, _shapes
 from modelc.errors import InputError, ModelLoadError
 
 STRATEGY_HELP = "search strategy: xgb (cost model, default), random, grid, genetic, greedy"
@@ -96,14 +96,7 @@ def add_tune_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (or per-trial lines)"
     )
-    p.add_argument(
-        "--input-shape",
-        action="append",
-        default=[],
-        type=parse_shape_arg,
-        metavar="NAME=DIMS",
-        help="fix an input's shape, e.g. input=1x3x224x224 (repeatable)",
-    )
+    _add_input_shape(p)
     p.set_defaults(func=cmd_tune)
     return p
 
@@ -152,15 +145,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"{args.calibration} --quant-config {result.paths.get('best')} -o OUT"
     )
     return 0
-
-
-def _shapes(pairs: list[tuple[str, tuple[int, ...]]]) -> dict[str, tuple[int, ...]] | None:
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, shape in pairs:
-        if shapes.get(name, shape) != shape:
-            raise InputError(f"--input-shape gives {name!r} twice, with different shapes")
-        shapes[name] = shape
-    return shapes or None
 
 
 def _require_file(path: str) -> None:
