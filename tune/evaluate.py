@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from modelc.errors import InputError
+from modelc.passes.quant_calibrate import sqnr_db
 
 Arrays = dict[str, np.ndarray]
 Score = tuple[float, dict[str, float]]  # (score, metrics)
@@ -180,14 +181,6 @@ def top1(output: np.ndarray) -> np.ndarray:
     return output.reshape(output.shape[0], -1).argmax(axis=1)
 
 
-def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
-    noise = float(np.sum((ref - got) ** 2))
-    signal = float(np.sum(ref**2))
-    if noise == 0.0:
-        return float("inf")
-    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
-
-
 def cosine(ref: np.ndarray, got: np.ndarray) -> float:
     a, b = ref.ravel(), got.ravel()
     den = float(np.linalg.norm(a) * np.linalg.norm(b))
@@ -214,8 +207,22 @@ class Evaluation(ABC):
         return ""
 
 
+class _OnHeldData(Evaluation):
+    """A hook that runs the library on data it holds (`feeds`, hashed as `data_hash`); the
+    subclasses are the dataclasses that declare those fields."""
+
+    feeds: Feeds
+    data_hash: str
+
+    def latency_feed(self) -> Arrays | None:
+        return self.feeds.runs[0]
+
+    def digest(self) -> str:
+        return self.data_hash
+
+
 @dataclass(frozen=True)
-class Accuracy(Evaluation):
+class Accuracy(_OnHeldData):
     """Top-1 accuracy against labels, in percent."""
 
     feeds: Feeds
@@ -233,15 +240,9 @@ class Accuracy(Evaluation):
         acc = 100.0 * float(np.mean(pred == self.labels))
         return acc, {"accuracy": acc}
 
-    def latency_feed(self) -> Arrays | None:
-        return self.feeds.runs[0]
-
-    def digest(self) -> str:
-        return self.data_hash
-
 
 @dataclass(frozen=True)
-class Fidelity(Evaluation):
+class Fidelity(_OnHeldData):
     """Agreement with the float model's outputs on held-back samples, in percent.
 
     The score is the top-1 agreement of the first output; for an output with one value per
@@ -268,12 +269,6 @@ class Fidelity(Evaluation):
             metrics["agreement"] = 100.0 * float(np.mean(top1(ref[0]) == top1(got[0])))
             return metrics["agreement"], metrics
         return 100.0 * metrics["cosine"], metrics  # one value per sample: no classes to agree on
-
-    def latency_feed(self) -> Arrays | None:
-        return self.feeds.runs[0]
-
-    def digest(self) -> str:
-        return self.data_hash
 
 
 @dataclass(frozen=True)
